@@ -1,0 +1,260 @@
+//! Server events of an OpenAI Realtime transcription session.
+
+use serde::{Deserialize, Serialize};
+
+use super::client::{AudioFormat, NoiseReduction, Transcription, TurnDetection};
+use crate::error::ProtocolError;
+
+/// A server → client event. Every event carries a unique `event_id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerEvent {
+    /// GA: first event of a session.
+    #[serde(rename = "session.created")]
+    SessionCreated {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Effective configuration.
+        session: Session,
+    },
+    /// GA: answer to `session.update`.
+    #[serde(rename = "session.updated")]
+    SessionUpdated {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Effective configuration after the update.
+        session: Session,
+    },
+    /// Beta: first event of a session opened with the beta header/intent.
+    #[serde(rename = "transcription_session.created")]
+    TranscriptionSessionCreated {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Effective configuration.
+        session: BetaSession,
+    },
+    /// Beta: answer to `transcription_session.update`.
+    #[serde(rename = "transcription_session.updated")]
+    TranscriptionSessionUpdated {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Effective configuration after the update.
+        session: BetaSession,
+    },
+    /// VAD heard speech start (server_vad only).
+    #[serde(rename = "input_audio_buffer.speech_started")]
+    SpeechStarted {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Milliseconds of session audio before the speech (pre-roll included).
+        audio_start_ms: u64,
+        /// Item the speech will be committed as.
+        item_id: String,
+    },
+    /// VAD heard the end of speech (server_vad only).
+    #[serde(rename = "input_audio_buffer.speech_stopped")]
+    SpeechStopped {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Milliseconds of session audio up to the end of speech.
+        audio_end_ms: u64,
+        /// Item the speech is committed as.
+        item_id: String,
+    },
+    /// The buffer became an item (by VAD or by `input_audio_buffer.commit`).
+    #[serde(rename = "input_audio_buffer.committed")]
+    Committed {
+        /// Unique id of this server event.
+        event_id: String,
+        /// The new item.
+        item_id: String,
+        /// The item before it; `null` for the first.
+        previous_item_id: Option<String>,
+    },
+    /// Answer to `input_audio_buffer.clear`.
+    #[serde(rename = "input_audio_buffer.cleared")]
+    Cleared {
+        /// Unique id of this server event.
+        event_id: String,
+    },
+    /// Append-only text increment of an item's transcript.
+    #[serde(rename = "conversation.item.input_audio_transcription.delta")]
+    TranscriptionDelta {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Item being transcribed.
+        item_id: String,
+        /// Content part (always 0 for input audio).
+        content_index: u32,
+        /// New text to append.
+        delta: String,
+    },
+    /// Final transcript of an item.
+    #[serde(rename = "conversation.item.input_audio_transcription.completed")]
+    TranscriptionCompleted {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Item transcribed.
+        item_id: String,
+        /// Content part (always 0 for input audio).
+        content_index: u32,
+        /// Whole transcript of the item.
+        transcript: String,
+        /// Audio duration billed (informational).
+        usage: Usage,
+    },
+    /// Transcription of an item failed.
+    #[serde(rename = "conversation.item.input_audio_transcription.failed")]
+    TranscriptionFailed {
+        /// Unique id of this server event.
+        event_id: String,
+        /// Item that failed.
+        item_id: String,
+        /// Content part (always 0 for input audio).
+        content_index: u32,
+        /// What went wrong.
+        error: ErrorDetail,
+    },
+    /// A client event was rejected or the session failed.
+    #[serde(rename = "error")]
+    Error {
+        /// Unique id of this server event.
+        event_id: String,
+        /// What went wrong.
+        error: ErrorDetail,
+    },
+}
+
+impl ServerEvent {
+    /// This event's `event_id`.
+    pub fn event_id(&self) -> &str {
+        match self {
+            ServerEvent::SessionCreated { event_id, .. }
+            | ServerEvent::SessionUpdated { event_id, .. }
+            | ServerEvent::TranscriptionSessionCreated { event_id, .. }
+            | ServerEvent::TranscriptionSessionUpdated { event_id, .. }
+            | ServerEvent::SpeechStarted { event_id, .. }
+            | ServerEvent::SpeechStopped { event_id, .. }
+            | ServerEvent::Committed { event_id, .. }
+            | ServerEvent::Cleared { event_id }
+            | ServerEvent::TranscriptionDelta { event_id, .. }
+            | ServerEvent::TranscriptionCompleted { event_id, .. }
+            | ServerEvent::TranscriptionFailed { event_id, .. }
+            | ServerEvent::Error { event_id, .. } => event_id,
+        }
+    }
+
+    /// JSON text of this event.
+    pub fn to_json(&self) -> String {
+        // Plain structs with string keys; cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(
+                r#"{{"type":"error","event_id":"{}","error":{{"type":"server_error","code":"internal","message":"{e}","param":null,"event_id":null}}}}"#,
+                self.event_id()
+            )
+        })
+    }
+}
+
+/// GA transcription session object (in `session.created` / `session.updated`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Always `"transcription"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Always `"realtime.transcription_session"`.
+    pub object: String,
+    /// Session id.
+    pub id: String,
+    /// Audio configuration.
+    pub audio: SessionAudio,
+    /// Extra outputs requested; `null` when none.
+    pub include: Option<Vec<String>>,
+}
+
+/// `session.audio` of a GA session object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionAudio {
+    /// Input audio configuration.
+    pub input: SessionAudioInput,
+}
+
+/// `session.audio.input` of a GA session object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionAudioInput {
+    /// Input format.
+    pub format: AudioFormat,
+    /// Noise reduction; `null` when off.
+    pub noise_reduction: Option<NoiseReduction>,
+    /// Transcription settings.
+    pub transcription: Transcription,
+    /// Turn detection; `null` when the client commits.
+    pub turn_detection: Option<TurnDetection>,
+}
+
+/// Beta transcription session object (in `transcription_session.created` / `.updated`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BetaSession {
+    /// Session id.
+    pub id: String,
+    /// Always `"realtime.transcription_session"`.
+    pub object: String,
+    /// Always `"pcm16"`.
+    pub input_audio_format: String,
+    /// Transcription settings.
+    pub input_audio_transcription: Transcription,
+    /// Turn detection; `null` when the client commits.
+    pub turn_detection: Option<TurnDetection>,
+    /// Noise reduction; `null` when off.
+    pub input_audio_noise_reduction: Option<NoiseReduction>,
+    /// Extra outputs requested; `null` when none.
+    pub include: Option<Vec<String>>,
+}
+
+/// `usage` of a completed transcription.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Usage {
+    /// Duration-based usage.
+    Duration {
+        /// Seconds of input audio in the item.
+        seconds: f64,
+    },
+}
+
+/// `error` object of error and failed events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// `invalid_request_error` (client fault) or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Machine-readable code (Hark's [`ErrorCode`](crate::ErrorCode) spelling).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Human-readable message.
+    pub message: String,
+    /// Offending parameter, if any.
+    #[serde(default)]
+    pub param: Option<String>,
+    /// `event_id` of the client event that caused it, if any.
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+impl ErrorDetail {
+    /// The OpenAI error object for `err`, caused by the client event `event_id` (if known).
+    pub fn from_error(err: &ProtocolError, event_id: Option<&str>) -> Self {
+        let kind = if err.code.is_client_fault() {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        };
+        Self {
+            kind: kind.to_owned(),
+            code: Some(err.code.as_str().to_owned()),
+            message: err.message.clone(),
+            param: err.field.clone(),
+            event_id: event_id.map(str::to_owned),
+        }
+    }
+}
