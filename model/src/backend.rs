@@ -1,0 +1,203 @@
+//! Choosing a Burn backend at run time.
+//!
+//! Model code is generic over `B: Backend`; binaries pick the backend from a flag and run a
+//! [`BackendTask`] on it. flex (pure Rust, gemm, native f16 matmul) is the default CPU
+//! backend; ndarray is selectable; cuda is compiled in with the `cuda` feature and probed
+//! before use, because cubecl panics rather than erroring when the driver is missing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::backend::Backend;
+
+use crate::nn::WeightDtype;
+
+/// A backend Hark can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    #[default]
+    Flex,
+    NdArray,
+    Cuda,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::NdArray, BackendKind::Cuda];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::NdArray => "ndarray",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// Whether this build has the backend compiled in.
+    pub fn compiled(self) -> bool {
+        match self {
+            BackendKind::Flex => cfg!(feature = "flex"),
+            BackendKind::NdArray => cfg!(feature = "ndarray"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// Whether the backend computes f16 matmuls.
+    pub fn supports_f16(self) -> bool {
+        !matches!(self, BackendKind::NdArray)
+    }
+
+    /// The matmul-weight precision to use when the user did not choose: f16 for large models
+    /// (it halves memory and bandwidth, and decode is bandwidth-bound), f32 for small ones
+    /// (exact parity with the float32 reference costs nothing there).
+    pub fn default_weights(self, parameters: usize) -> WeightDtype {
+        if self.supports_f16() && parameters > 200_000_000 {
+            WeightDtype::F16
+        } else {
+            WeightDtype::F32
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = BackendError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "flex" | "cpu" => Ok(BackendKind::Flex),
+            "ndarray" => Ok(BackendKind::NdArray),
+            "cuda" | "gpu" => Ok(BackendKind::Cuda),
+            other => Err(BackendError::Unknown(other.to_string())),
+        }
+    }
+}
+
+/// The backend cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("unknown backend `{0}` (choose flex, ndarray or cuda)")]
+    Unknown(String),
+    #[error("this build of Hark has no {0} backend (rebuild with `--features {0}`)")]
+    NotCompiled(&'static str),
+    #[error("no usable CUDA GPU: {0}")]
+    CudaUnavailable(String),
+    #[error("the {0} backend cannot hold f16 weights; use --weights f32")]
+    NoF16(&'static str),
+}
+
+/// Work to run with a concrete backend type.
+pub trait BackendTask {
+    type Output;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Run `task` on the chosen backend (device 0 for CUDA).
+pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output, BackendError> {
+    match kind {
+        BackendKind::Flex => {
+            #[cfg(feature = "flex")]
+            {
+                Ok(task.run::<burn::backend::Flex>(Default::default()))
+            }
+            #[cfg(not(feature = "flex"))]
+            {
+                drop(task);
+                Err(BackendError::NotCompiled("flex"))
+            }
+        }
+        BackendKind::NdArray => {
+            #[cfg(feature = "ndarray")]
+            {
+                Ok(task.run::<burn::backend::NdArray>(Default::default()))
+            }
+            #[cfg(not(feature = "ndarray"))]
+            {
+                drop(task);
+                Err(BackendError::NotCompiled("ndarray"))
+            }
+        }
+        BackendKind::Cuda => {
+            #[cfg(feature = "cuda")]
+            {
+                probe_cuda()?;
+                Ok(task.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(0)))
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                drop(task);
+                Err(BackendError::NotCompiled("cuda"))
+            }
+        }
+    }
+}
+
+/// Check that the CUDA driver library loads and reports a device, without touching cubecl
+/// (which panics when the driver is absent).
+#[cfg(feature = "cuda")]
+pub fn probe_cuda() -> Result<(), BackendError> {
+    type CuInit = unsafe extern "C" fn(u32) -> i32;
+    type CuDeviceGetCount = unsafe extern "C" fn(*mut i32) -> i32;
+    let fail = |m: String| BackendError::CudaUnavailable(m);
+    // SAFETY: loading the system CUDA driver runs its initialisers, which is what any CUDA
+    // program does; the symbols are called with the signatures of the CUDA driver API.
+    unsafe {
+        let lib = libloading::Library::new("libcuda.so.1")
+            .or_else(|_| libloading::Library::new("libcuda.so"))
+            .map_err(|e| {
+                fail(format!(
+                    "cannot load libcuda ({e}); is the NVIDIA driver installed?"
+                ))
+            })?;
+        let init: libloading::Symbol<CuInit> =
+            lib.get(b"cuInit\0").map_err(|e| fail(e.to_string()))?;
+        let rc = init(0);
+        if rc != 0 {
+            return Err(fail(format!("cuInit failed with code {rc}")));
+        }
+        let count: libloading::Symbol<CuDeviceGetCount> = lib
+            .get(b"cuDeviceGetCount\0")
+            .map_err(|e| fail(e.to_string()))?;
+        let mut n = 0i32;
+        let rc = count(&mut n);
+        if rc != 0 || n == 0 {
+            return Err(fail(format!(
+                "no CUDA device (cuDeviceGetCount → {rc}, {n} devices)"
+            )));
+        }
+        // Keep the driver loaded for the process lifetime; cubecl loads it again by name.
+        std::mem::forget(lib);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_refuses_unknown() {
+        assert_eq!("flex".parse::<BackendKind>().unwrap(), BackendKind::Flex);
+        assert_eq!(
+            "ndarray".parse::<BackendKind>().unwrap(),
+            BackendKind::NdArray
+        );
+        assert_eq!("cuda".parse::<BackendKind>().unwrap(), BackendKind::Cuda);
+        assert!("tpu".parse::<BackendKind>().is_err());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_a_clear_error() {
+        struct Nothing;
+        impl BackendTask for Nothing {
+            type Output = ();
+            fn run<B: Backend>(self, _: B::Device) {}
+        }
+        let err = run_on(BackendKind::Cuda, Nothing).unwrap_err();
+        assert!(err.to_string().contains("--features cuda"), "{err}");
+    }
+}

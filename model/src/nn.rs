@@ -1,0 +1,248 @@
+//! Small building blocks shared by the audio encoder and the decoder.
+//!
+//! Precision policy: matmul weights are held in [`WeightDtype`] (f32, or f16 to halve memory
+//! and bandwidth); everything else — activations, norms, residuals, softmax — stays f32.
+
+use burn::tensor::{DType, Tensor, TensorData, activation, backend::Backend};
+
+use crate::checkpoint::TensorStore;
+use crate::config::Activation;
+use crate::error::LoadError;
+
+/// Precision of matmul weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightDtype {
+    F32,
+    F16,
+}
+
+impl WeightDtype {
+    pub fn dtype(self) -> DType {
+        match self {
+            WeightDtype::F32 => DType::F32,
+            WeightDtype::F16 => DType::F16,
+        }
+    }
+}
+
+/// Reads tensors of a checkpoint onto a device.
+pub struct Loader<'a, B: Backend> {
+    pub store: &'a TensorStore,
+    pub device: B::Device,
+    pub weights: WeightDtype,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    /// An f32 tensor of the given rank (norm weights, biases, scalars).
+    pub fn f32<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<B, D>, LoadError> {
+        let data = self.store.f32(name)?;
+        Ok(Tensor::from_data(
+            TensorData::new(data, shape),
+            &self.device,
+        ))
+    }
+
+    /// A scalar buffer (0-d or one element).
+    pub fn scalar(&self, name: &str) -> Result<f32, LoadError> {
+        let data = self.store.f32(name)?;
+        data.first()
+            .copied()
+            .ok_or_else(|| LoadError::Other(format!("{name} is empty")))
+    }
+
+    /// A matmul weight `[out, in]` in the configured precision.
+    pub fn matrix(&self, name: &str, out: usize, inp: usize) -> Result<Tensor<B, 2>, LoadError> {
+        match self.weights {
+            WeightDtype::F32 => self.f32(name, [out, inp]),
+            WeightDtype::F16 => {
+                let data = self.store.f16(name)?;
+                Ok(Tensor::from_data(
+                    TensorData::new(data, [out, inp]),
+                    (&self.device, DType::F16),
+                ))
+            }
+        }
+    }
+
+    /// A host-side f32 vector.
+    pub fn host(&self, name: &str) -> Result<Vec<f32>, LoadError> {
+        self.store.f32(name)
+    }
+}
+
+/// `y = x Wᵀ (+ b)` with `W` stored `[out, in]` as in the checkpoint (no transpose at load:
+/// the matmul reads the transposed view).
+#[derive(Debug, Clone)]
+pub struct Linear<B: Backend> {
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    dtype: WeightDtype,
+}
+
+impl<B: Backend> Linear<B> {
+    pub fn load(
+        l: &Loader<B>,
+        name: &str,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Self, LoadError> {
+        let weight = l.matrix(&format!("{name}.weight"), out, inp)?;
+        let bias = if bias {
+            Some(l.f32(&format!("{name}.bias"), [out])?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            dtype: l.weights,
+        })
+    }
+
+    pub fn from_tensors(
+        weight: Tensor<B, 2>,
+        bias: Option<Tensor<B, 1>>,
+        dtype: WeightDtype,
+    ) -> Self {
+        Self {
+            weight,
+            bias,
+            dtype,
+        }
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// `x`: `[rows, in]` (f32) → `[rows, out]` (f32).
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let w = self.weight.clone().transpose();
+        let y = match self.dtype {
+            WeightDtype::F32 => x.matmul(w),
+            WeightDtype::F16 => x.cast(DType::F16).matmul(w).cast(DType::F32),
+        };
+        match &self.bias {
+            Some(b) => y + b.clone().unsqueeze_dim(0),
+            None => y,
+        }
+    }
+
+    /// Rows of the weight matrix (for a tied embedding table), as f32.
+    pub fn rows(&self, ids: Tensor<B, 1, burn::tensor::Int>) -> Tensor<B, 2> {
+        self.weight.clone().select(0, ids).cast(DType::F32)
+    }
+}
+
+/// HF `Gemma4ClippableLinear`: `clamp(W clamp(x, in_min, in_max), out_min, out_max)`.
+#[derive(Debug, Clone)]
+pub struct ClippableLinear<B: Backend> {
+    linear: Linear<B>,
+    /// `(input_min, input_max, output_min, output_max)`; `None` when clipping is off.
+    bounds: Option<[f32; 4]>,
+}
+
+impl<B: Backend> ClippableLinear<B> {
+    pub fn load(
+        l: &Loader<B>,
+        name: &str,
+        out: usize,
+        inp: usize,
+        clipped: bool,
+    ) -> Result<Self, LoadError> {
+        let linear = Linear::load(l, &format!("{name}.linear"), out, inp, false)?;
+        let bounds = if clipped {
+            Some([
+                l.scalar(&format!("{name}.input_min"))?,
+                l.scalar(&format!("{name}.input_max"))?,
+                l.scalar(&format!("{name}.output_min"))?,
+                l.scalar(&format!("{name}.output_max"))?,
+            ])
+        } else {
+            None
+        };
+        Ok(Self { linear, bounds })
+    }
+
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self.bounds {
+            None => self.linear.forward(x),
+            Some([in_lo, in_hi, out_lo, out_hi]) => {
+                let x = clamp_finite(x, in_lo, in_hi);
+                clamp_finite(self.linear.forward(x), out_lo, out_hi)
+            }
+        }
+    }
+}
+
+/// Clamp, skipping the pass when both bounds are infinite (the checkpoint default).
+pub fn clamp_finite<B: Backend, const D: usize>(x: Tensor<B, D>, lo: f32, hi: f32) -> Tensor<B, D> {
+    match (lo.is_finite(), hi.is_finite()) {
+        (false, false) => x,
+        (true, false) => x.clamp_min(lo),
+        (false, true) => x.clamp_max(hi),
+        (true, true) => x.clamp(lo, hi),
+    }
+}
+
+/// HF `Gemma4RMSNorm`: `x · (mean(x²) + eps)^-½ · w` over the last axis, weight used as is
+/// (no `1 + w`), optionally without weight.
+#[derive(Debug, Clone)]
+pub struct RmsNorm<B: Backend> {
+    weight: Option<Tensor<B, 1>>,
+    eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn load(l: &Loader<B>, name: &str, dim: usize, eps: f64) -> Result<Self, LoadError> {
+        Ok(Self {
+            weight: Some(l.f32(&format!("{name}.weight"), [dim])?),
+            eps,
+        })
+    }
+
+    pub fn without_weight(eps: f64) -> Self {
+        Self { weight: None, eps }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let ms = x.clone().powi_scalar(2).mean_dim(D - 1);
+        let y = x * (ms + self.eps).powf_scalar(-0.5);
+        match &self.weight {
+            Some(w) => {
+                let mut shape = [1usize; D];
+                shape[D - 1] = w.dims()[0];
+                y * w.clone().reshape(shape)
+            }
+            None => y,
+        }
+    }
+}
+
+/// Apply an activation function.
+pub fn activate<B: Backend, const D: usize>(act: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
+    match act {
+        Activation::Silu => activation::silu(x),
+        Activation::GeluTanh => activation::gelu_approximate(x),
+        Activation::Gelu => activation::gelu(x),
+        Activation::Relu => activation::relu(x),
+    }
+}
+
+/// `cap · tanh(x / cap)`.
+pub fn softcap<B: Backend, const D: usize>(x: Tensor<B, D>, cap: f64) -> Tensor<B, D> {
+    x.div_scalar(cap).tanh().mul_scalar(cap)
+}
+
+/// Host copy of a tensor as f32.
+pub fn to_vec<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
+    x.cast(DType::F32)
+        .into_data()
+        .to_vec::<f32>()
+        .expect("an f32 tensor converts to f32")
+}
