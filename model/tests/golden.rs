@@ -64,8 +64,7 @@ impl Golden {
             .collect()
     }
     fn mask(&self, name: &str) -> Vec<bool> {
-        let (_, data, _) = self.tensor(name);
-        data.iter().map(|&b| b != 0).collect()
+        self.f32(name).1.iter().map(|&m| m != 0.0).collect()
     }
 }
 

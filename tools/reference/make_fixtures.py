@@ -459,7 +459,7 @@ def golden_for(ckpt: Path, tok: GemmaTokenizer, wav: np.ndarray, language: str =
     # generate() stops after emitting a stop id; the stop id itself is part of the sequence.
     tensors = {
         "mel": mel.contiguous(),
-        "mel_mask": mel_mask.to(torch.uint8).contiguous(),
+        "mel_mask": mel_mask.to(torch.float32).contiguous(),
         "subsample": captured["subsample"].contiguous(),
         "audio_tower": captured["audio_tower"].contiguous(),
         "audio_embeds": audio_embeds.contiguous(),
@@ -467,7 +467,7 @@ def golden_for(ckpt: Path, tok: GemmaTokenizer, wav: np.ndarray, language: str =
         "prompt_logits_last": out.logits[0, -1].float().contiguous(),
         "generated_ids": generated.to(torch.int64).contiguous(),
         "generated_margins": torch.tensor(margins, dtype=torch.float32),
-        "subsample_mask": sub_mask.to(torch.uint8).contiguous(),
+        "subsample_mask": sub_mask.to(torch.float32).contiguous(),
     }
     for i in range(len(tower.layers)):
         tensors[f"audio_layer.{i}"] = captured[f"audio_layer.{i}"].contiguous()
