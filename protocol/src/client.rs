@@ -163,9 +163,8 @@ mod tests {
 
     #[test]
     fn minimal_start_takes_defaults() {
-        let msg =
-            parse_client_text(r#"{"type":"start","sample_rate":16000,"encoding":"s16le"}"#)
-                .unwrap();
+        let msg = parse_client_text(r#"{"type":"start","sample_rate":16000,"encoding":"s16le"}"#)
+            .unwrap();
         assert_eq!(
             msg,
             ClientMessage::Start(Start::new(16_000, Encoding::S16le, 1))

@@ -32,9 +32,8 @@ impl Envelope {
                 ),
             ));
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            ProtocolError::new(ErrorCode::BadJson, format!("invalid JSON: {e}"))
-        })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ProtocolError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
         let Value::Object(object) = value else {
             return Err(ProtocolError::new(
                 ErrorCode::BadMessage,
@@ -129,6 +128,9 @@ mod tests {
         assert_eq!(code("{\"type\":5}"), ErrorCode::BadMessage);
         assert_eq!(code(&" ".repeat(1025)), ErrorCode::MessageTooLarge);
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(Envelope::parse(&deep, 100_000).err().unwrap().code, ErrorCode::BadJson);
+        assert_eq!(
+            Envelope::parse(&deep, 100_000).err().unwrap().code,
+            ErrorCode::BadJson
+        );
     }
 }

@@ -187,9 +187,10 @@ pub fn effective_endpointing_ms(start: &Start) -> u32 {
 pub fn check_language(tag: &str, field: &str) -> Result<(), ProtocolError> {
     let mut parts = tag.split('-');
     let primary = parts.next().unwrap_or_default();
-    let primary_ok = (2..=3).contains(&primary.len())
-        && primary.bytes().all(|b| b.is_ascii_alphabetic());
-    let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let primary_ok =
+        (2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_alphabetic());
+    let rest_ok =
+        parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
     if tag.len() <= MAX_LANGUAGE_BYTES && primary_ok && rest_ok {
         return Ok(());
     }
@@ -230,7 +231,16 @@ mod tests {
         for ok in ["en", "fra", "pt-BR", "zh-Hant-TW", "es-419"] {
             check_language(ok, "language").unwrap();
         }
-        for bad in ["", "e", "english", "en_US", "en-", "-en", "12", "en-toolongsubtag"] {
+        for bad in [
+            "",
+            "e",
+            "english",
+            "en_US",
+            "en-",
+            "-en",
+            "12",
+            "en-toolongsubtag",
+        ] {
             assert_eq!(
                 check_language(bad, "language").unwrap_err().code,
                 ErrorCode::InvalidField,

@@ -57,13 +57,14 @@ pub fn frame_count(
     byte_len: usize,
 ) -> Result<usize, ProtocolError> {
     if channels == 0 {
-        return Err(
-            ProtocolError::new(ErrorCode::UnsupportedChannels, "channels must be at least 1")
-                .with_field("channels"),
-        );
+        return Err(ProtocolError::new(
+            ErrorCode::UnsupportedChannels,
+            "channels must be at least 1",
+        )
+        .with_field("channels"));
     }
     let frame = encoding.bytes_per_sample() * usize::from(channels);
-    if byte_len % frame != 0 {
+    if !byte_len.is_multiple_of(frame) {
         return Err(ProtocolError::new(
             ErrorCode::OddByteCount,
             format!(

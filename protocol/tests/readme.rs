@@ -99,7 +99,10 @@ fn session_transcript_is_valid_and_consistent() {
         } else if let Some(json) = line.strip_prefix("C: {") {
             check_client_line(&format!("{{{json}"));
         } else {
-            assert!(line.starts_with("C: [binary"), "bad transcript line: {line}");
+            assert!(
+                line.starts_with("C: [binary"),
+                "bad transcript line: {line}"
+            );
         }
     }
     assert!(matches!(server.first(), Some(ServerMessage::Ready(_))));
@@ -136,7 +139,11 @@ fn rejected_inputs_get_the_documented_code() {
         let (code, input) = line.split_once(' ').unwrap();
         let input = input.trim_start();
         let expected: ErrorCode = serde_json::from_value(serde_json::json!(code)).unwrap();
-        assert_ne!(expected, ErrorCode::Unknown, "unknown code `{code}` in README");
+        assert_ne!(
+            expected,
+            ErrorCode::Unknown,
+            "unknown code `{code}` in README"
+        );
         let got = match parse_client_text(input) {
             Err(e) => e.code,
             Ok(ClientMessage::Start(start)) => match validate_start(&start, &limits) {
@@ -219,7 +226,11 @@ fn openai_server_examples_are_exact_and_cover_every_type() {
         assert_eq!(event.to_json(), line, "serialisation differs from README");
         seen.insert(type_of(line));
     }
-    assert_eq!(seen.len(), 12, "README must show all 12 OpenAI server events: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        12,
+        "README must show all 12 OpenAI server events: {seen:?}"
+    );
 }
 
 /// The session objects in the README are what the config code produces, so the documented
@@ -258,10 +269,15 @@ fn openai_session_examples_come_from_the_config() {
         .map(|l| openai::parse_client_event(l).unwrap())
         .collect();
     let mut ga = config.clone();
-    let Some(ClientEvent::SessionUpdate { session, .. }) = updates
-        .iter()
-        .find(|e| matches!(e, ClientEvent::SessionUpdate { event_id: Some(_), .. }))
-    else {
+    let Some(ClientEvent::SessionUpdate { session, .. }) = updates.iter().find(|e| {
+        matches!(
+            e,
+            ClientEvent::SessionUpdate {
+                event_id: Some(_),
+                ..
+            }
+        )
+    }) else {
         panic!("no GA update with event_id in README");
     };
     ga.apply(session, &Limits::default()).unwrap();

@@ -17,8 +17,8 @@ mod session;
 pub use audio::{decode_audio, encode_audio};
 pub use client::{
     AudioFormat, AudioInputUpdate, AudioUpdate, BetaSessionUpdate, ClientEvent, Eagerness,
-    MAX_EVENT_BYTES, NoiseReduction, RejectedEvent, SessionUpdate, Transcription,
-    TurnDetection, TurnDetectionType, parse_client_event,
+    MAX_EVENT_BYTES, NoiseReduction, RejectedEvent, SessionUpdate, Transcription, TurnDetection,
+    TurnDetectionType, parse_client_event,
 };
 pub use delta::{DeltaTracker, Retraction};
 pub use server::{

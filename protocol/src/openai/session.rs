@@ -252,7 +252,8 @@ fn fill_defaults(mut td: TurnDetection) -> TurnDetection {
     match td.kind {
         TurnDetectionType::ServerVad => {
             td.threshold.get_or_insert(DEFAULT_THRESHOLD);
-            td.prefix_padding_ms.get_or_insert(DEFAULT_PREFIX_PADDING_MS);
+            td.prefix_padding_ms
+                .get_or_insert(DEFAULT_PREFIX_PADDING_MS);
             td.silence_duration_ms.get_or_insert(DEFAULT_SILENCE_MS);
         }
         TurnDetectionType::SemanticVad => {
