@@ -1,7 +1,9 @@
 //! Tests of the gate on the espeak-ng fixture clips, silence and noise.
 
 mod clips;
+mod errors;
 mod measure;
+mod stream;
 
 use std::path::PathBuf;
 
@@ -188,7 +190,7 @@ pub(super) fn synthetic_noise(kind: Noise, seconds: f32, rms_dbfs: f32, seed: u6
                     // Paul Kellet's refined pink filter.
                     y[0] = 0.99886 * y[0] + x * 0.0555179;
                     y[1] = 0.99332 * y[1] + x * 0.0750759;
-                    y[2] = 0.96900 * y[2] + x * 0.1538520;
+                    y[2] = 0.96900 * y[2] + x * 0.153852;
                     y[3] = 0.86650 * y[3] + x * 0.3104856;
                     y[4] = 0.55000 * y[4] + x * 0.5329522;
                     y[5] = -0.7616 * y[5] - x * 0.0168980;
