@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod features;
+pub mod hub;
 pub mod model;
 pub mod nn;
 pub mod prompt;

@@ -1,0 +1,58 @@
+//! `hark`: the command-line face of Hark.
+
+mod dump;
+mod model_args;
+mod transcribe;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Hark: real-time speech transcription with Gemma 4.
+#[derive(Debug, Parser)]
+#[command(name = "hark", version, about, long_about = None)]
+struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Transcribe (or translate) audio files in-process.
+    Transcribe(transcribe::TranscribeArgs),
+    /// Write every stage of the speech path for one clip to a safetensors file.
+    Dump(dump::DumpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HARK_LOG")
+                // symphonia logs its format probing at error level; the error Hark reports says it.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(format!("{level},symphonia=off"))
+                }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Transcribe(args) => transcribe::run(args),
+        Command::Dump(args) => dump::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The `hark` binary end to end on the fixture checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn hark() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hark"))
+}
+
+fn golden_ids(model: &str, clip: &str) -> Vec<u32> {
+    let bytes =
+        std::fs::read(repo().join(format!("tests/fixtures/golden/{model}/{clip}.safetensors")))
+            .unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("generated_ids").unwrap();
+    t.data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+        .collect()
+}
+
+#[test]
+fn transcribe_json_reports_the_reference_greedy_ids() {
+    let out = hark()
+        .args(["transcribe", "--json", "--max-new-tokens", "12", "--model"])
+        .arg(repo().join("tests/fixtures/models/e2b-shaped"))
+        .arg(repo().join("tests/fixtures/audio/fox.wav"))
+        .arg(repo().join("tests/fixtures/audio/lights.wav"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (line, clip) in lines.iter().zip(["fox", "lights"]) {
+        let ids: Vec<u32> = serde_json::from_value(line["spans"][0]["token_ids"].clone()).unwrap();
+        assert_eq!(ids, golden_ids("e2b-shaped", clip), "{clip}");
+        assert!(
+            line["file"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{clip}.wav"))
+        );
+        assert!(line["timings"]["encoder_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(line["spans"][0]["stop"], "max_tokens");
+    }
+}
+
+#[test]
+fn dump_writes_the_contract_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("fox.safetensors");
+    let out = hark()
+        .args(["dump", "--model"])
+        .arg(repo().join("tests/fixtures/models/varied"))
+        .arg("--audio")
+        .arg(repo().join("tests/fixtures/audio/callback.wav"))
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&out_file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let golden =
+        std::fs::read(repo().join("tests/fixtures/golden/varied/callback.safetensors")).unwrap();
+    let golden = safetensors::SafeTensors::deserialize(&golden).unwrap();
+    for name in [
+        "mel",
+        "mel_mask",
+        "subsample",
+        "audio_layer.0",
+        "audio_layer.1",
+        "audio_tower",
+        "audio_embeds",
+        "prompt_ids",
+        "prompt_logits_last",
+        "generated_ids",
+    ] {
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("dump lacks {name}"));
+        let g = golden.tensor(name).unwrap();
+        assert_eq!(t.dtype(), g.dtype(), "{name}");
+        assert_eq!(t.shape()[1..], g.shape()[1..], "{name}");
+    }
+    assert_eq!(
+        st.tensor("prompt_ids").unwrap().data(),
+        golden.tensor("prompt_ids").unwrap().data()
+    );
+    assert_eq!(
+        st.tensor("generated_ids").unwrap().data(),
+        golden.tensor("generated_ids").unwrap().data()
+    );
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_wav = dir.path().join("notes.wav");
+    std::fs::write(&not_wav, b"this is not audio at all").unwrap();
+    let truncated = dir.path().join("truncated.wav");
+    let whole = std::fs::read(repo().join("tests/fixtures/audio/hello.wav")).unwrap();
+    std::fs::write(&truncated, &whole[..30]).unwrap();
+    let empty = dir.path().join("empty.wav");
+    hound::WavWriter::create(
+        &empty,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    )
+    .unwrap()
+    .finalize()
+    .unwrap();
+    let model = repo().join("tests/fixtures/models/e2b-shaped");
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (
+            vec![
+                "--model".into(),
+                "/no/such/model".into(),
+                repo().join("tests/fixtures/audio/hello.wav").into(),
+            ],
+            "/no/such/model",
+        ),
+        (
+            vec![
+                "--model".into(),
+                model.clone().into(),
+                dir.path().join("missing.wav").into(),
+            ],
+            "missing.wav",
+        ),
+        (
+            vec!["--model".into(), model.clone().into(), not_wav.into()],
+            "notes.wav",
+        ),
+        (
+            vec!["--model".into(), model.clone().into(), truncated.into()],
+            "truncated.wav",
+        ),
+        (
+            vec!["--model".into(), model.clone().into(), empty.into()],
+            "empty.wav",
+        ),
+        (
+            vec![
+                "--model".into(),
+                model.into(),
+                "--device".into(),
+                "cuda".into(),
+                repo().join("tests/fixtures/audio/hello.wav").into(),
+            ],
+            "cuda",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = hark().arg("transcribe").args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
