@@ -7,4 +7,6 @@ pub mod vad;
 
 #[cfg(feature = "earshot")]
 pub use vad::EarshotVad;
-pub use vad::{GateConfig, GateEvent, SpeechGate, VadError, VoiceDetector, WebRtcVad};
+pub use vad::{
+    DetectorKind, GateConfig, GateEvent, SpeechGate, VadError, VoiceDetector, WebRtcVad,
+};

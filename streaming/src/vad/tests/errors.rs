@@ -4,6 +4,15 @@ use super::super::{DetectorKind, VadError, VoiceDetector, WebRtcVad};
 use super::*;
 
 #[test]
+fn a_gate_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<SpeechGate>();
+    assert_send::<WebRtcVad>();
+    #[cfg(feature = "earshot")]
+    assert_send::<super::super::EarshotVad>();
+}
+
+#[test]
 fn config_files_name_only_what_they_change() {
     let config: GateConfig =
         serde_json::from_str(r#"{"endpoint_silence_ms": 800, "detector": "earshot"}"#)

@@ -134,6 +134,10 @@ fn decision_rates_and_onsets() {
             onsets[1].join(" "),
         );
         assert_eq!(qd, 0.0, "{name}: digital silence scored as speech");
+        if name == "webrtc a2 20ms" {
+            // The defaults: nearly all speech frames voiced, no noise frame.
+            assert!(sg > 90.0 && ng == 0.0 && lg == 0.0, "{sg} {ng} {lg}");
+        }
     }
 }
 
