@@ -111,11 +111,17 @@ fn decode_source<'s, S: MediaSource + 's>(
         ));
     }
     if n == head.len() && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE" {
-        if let Some(audio) = decode_wav(BufReader::new(&mut source), origin)? {
-            return Ok(audio);
-        }
-        // An encoding hound does not implement (A-law, ADPCM, ...): let symphonia try.
+        let hound_said = match decode_wav(BufReader::new(&mut source), origin)? {
+            Ok(audio) => return Ok(audio),
+            Err(reason) => reason,
+        };
+        // A WAV variant hound does not read (A-law, ADPCM, 64-bit float, ...): let symphonia
+        // try, and keep hound's explanation if symphonia cannot even parse it.
         source.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        return decode_symphonia(Box::new(source), extension, origin).map_err(|e| match e {
+            AudioError::UnknownFormat(_) => hound_said,
+            other => other,
+        });
     }
     decode_symphonia(Box::new(source), extension, origin)
 }
@@ -133,19 +139,35 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Reads a WAV file with hound. `Ok(None)` means hound does not support the encoding.
-fn decode_wav<R: Read>(reader: R, origin: &Path) -> Result<Option<DecodedAudio>, AudioError> {
-    let mut wav = match hound::WavReader::new(reader) {
+/// Reads a WAV file with hound. `Ok(Err(reason))` means hound cannot read this WAV variant
+/// (A-law, ADPCM, 64-bit float, ...) and symphonia should try.
+fn decode_wav<R: Read>(
+    reader: R,
+    origin: &Path,
+) -> Result<Result<DecodedAudio, AudioError>, AudioError> {
+    let mut reader = EofTracking {
+        inner: reader,
+        hit_eof: false,
+    };
+    let mut wav = match hound::WavReader::new(&mut reader) {
         Ok(wav) => wav,
-        Err(hound::Error::Unsupported) => return Ok(None),
-        Err(e) => return Err(hound_error(e, origin)),
+        Err(hound::Error::Unsupported) => {
+            return Ok(Err(AudioError::Unsupported("WAV sample encoding".into())));
+        }
+        Err(hound::Error::FormatError(msg)) if !msg.contains("zero channels") => {
+            return Ok(Err(AudioError::malformed("WAV", msg)));
+        }
+        Err(e) => return Err(hound_error(e, reader.hit_eof, origin)),
     };
     let spec = wav.spec();
-    if spec.channels == 0 {
-        return Err(AudioError::ZeroChannels);
-    }
     if spec.sample_rate == 0 {
         return Err(AudioError::ZeroSampleRate);
+    }
+    if spec.sample_format == hound::SampleFormat::Int && !(1..=32).contains(&spec.bits_per_sample) {
+        return Ok(Err(AudioError::Unsupported(format!(
+            "{}-bit integer WAV",
+            spec.bits_per_sample
+        ))));
     }
     let channels = usize::from(spec.channels);
     let declared = wav.len() as usize;
@@ -163,27 +185,44 @@ fn decode_wav<R: Read>(reader: R, origin: &Path) -> Result<Option<DecodedAudio>,
     };
     match result {
         Ok(()) => {}
-        Err(hound::Error::IoError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+        Err(hound::Error::IoError(_)) if reader.hit_eof => {
             return Err(AudioError::Truncated {
                 expected_frames: (declared / channels) as u64,
                 decoded_frames: (samples.len() / channels) as u64,
             });
         }
-        Err(e) => return Err(hound_error(e, origin)),
+        Err(e) => return Err(hound_error(e, reader.hit_eof, origin)),
     }
     if samples.is_empty() {
         return Err(AudioError::Empty);
     }
-    Ok(Some(DecodedAudio {
+    Ok(Ok(DecodedAudio {
         samples,
         sample_rate: spec.sample_rate,
         channels: spec.channels,
     }))
 }
 
-fn hound_error(error: hound::Error, origin: &Path) -> AudioError {
+/// Remembers whether the reader ran dry, because hound reports a short read as a generic
+/// I/O error.
+struct EofTracking<R> {
+    inner: R,
+    hit_eof: bool,
+}
+
+impl<R: Read> Read for EofTracking<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.hit_eof = true;
+        }
+        Ok(n)
+    }
+}
+
+fn hound_error(error: hound::Error, hit_eof: bool, origin: &Path) -> AudioError {
     match error {
-        hound::Error::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+        hound::Error::IoError(_) if hit_eof => {
             AudioError::malformed("WAV", "the header ends before the audio data begins")
         }
         hound::Error::IoError(source) => AudioError::Io {
