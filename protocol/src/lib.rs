@@ -12,6 +12,28 @@
 //! The daemon feeds every text frame to [`parse_client_text`], checks `start` with
 //! [`validate_start`], bounds binary frames with [`Limits::check_frame`] and decodes them with
 //! [`decode_pcm`]; every failure is a [`ProtocolError`] with a stable [`ErrorCode`].
+//!
+//! ```
+//! use hark_protocol::{ClientMessage, ErrorMessage, Limits, ServerMessage};
+//!
+//! let limits = Limits::default();
+//! let text = r#"{"type":"start","sample_rate":16000,"encoding":"s16le"}"#;
+//! let ClientMessage::Start(start) = hark_protocol::parse_client_text(text)? else {
+//!     panic!("not a start");
+//! };
+//! hark_protocol::validate_start(&start, &limits)?;
+//!
+//! let frame = [0x00, 0x00, 0x00, 0x40]; // two s16le samples
+//! limits.check_frame(frame.len())?;
+//! let samples = hark_protocol::decode_pcm(start.encoding, start.channels, &frame)?;
+//! assert_eq!(samples, [0.0, 0.5]);
+//!
+//! // A rejected frame becomes an `error` message; here it ends the session.
+//! let err = hark_protocol::decode_pcm(start.encoding, start.channels, &[0; 3]).unwrap_err();
+//! let reply = ServerMessage::from(ErrorMessage::from_error(&err, true));
+//! assert!(reply.to_json().starts_with(r#"{"type":"error","code":"odd_byte_count""#));
+//! # Ok::<(), hark_protocol::ProtocolError>(())
+//! ```
 
 mod client;
 mod error;

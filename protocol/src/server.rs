@@ -44,11 +44,15 @@ impl ServerMessage {
     ];
 
     /// JSON text of this message (what goes in the WebSocket text frame).
+    ///
+    /// Times and latencies must be finite: serde_json writes NaN and infinities as `null`,
+    /// which clients reject.
     pub fn to_json(&self) -> String {
-        // Serialising these plain structs cannot fail: every map key is a string and every
-        // float written by the server is finite (serde_json writes non-finite floats as null).
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"type":"error","code":"internal","message":"{e}","fatal":true}}"#)
+        // Plain structs with string keys only: serialisation has no failure path in practice,
+        // but a server must never panic on output, so fall back to a fixed internal error.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"message serialisation failed","fatal":true}"#
+                .to_owned()
         })
     }
 }

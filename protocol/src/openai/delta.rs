@@ -8,6 +8,17 @@
 ///
 /// Feed it text that is never taken back (the engine's `committed` text, then the final
 /// text); tentative text must not go through it, since a delta cannot be retracted.
+///
+/// ```
+/// use hark_protocol::openai::DeltaTracker;
+///
+/// let mut item = DeltaTracker::new();
+/// assert_eq!(item.advance("Turn on").unwrap(), "Turn on");
+/// assert_eq!(item.advance("Turn on the").unwrap(), " the");
+/// assert!(item.advance("Turn off").is_err()); // would need a retraction: nothing sent
+/// assert_eq!(item.advance("Turn on the lights.").unwrap(), " lights.");
+/// assert_eq!(item.sent(), "Turn on the lights.");
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeltaTracker {
     sent: String,

@@ -146,12 +146,10 @@ impl ServerEvent {
 
     /// JSON text of this event.
     pub fn to_json(&self) -> String {
-        // Plain structs with string keys; cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(
-                r#"{{"type":"error","event_id":"{}","error":{{"type":"server_error","code":"internal","message":"{e}","param":null,"event_id":null}}}}"#,
-                self.event_id()
-            )
+        // Plain structs with string keys: no failure path in practice, but never panic.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","event_id":"event_internal","error":{"type":"server_error","code":"internal","message":"event serialisation failed","param":null,"event_id":null}}"#
+                .to_owned()
         })
     }
 }
