@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::{bits, fixture};
 use hark_audio_io::{
-    AudioError, CaptureSource, DecodedAudio, FileCapture, MicCapture, Pacing, RingConsumer,
-    SampleFormat, audio_ring, decode_file, expected_output_len, list_input_devices, to_mono_16k,
+    AudioError, CaptureFormat, CaptureSource, DecodedAudio, FileCapture, MicCapture, Pacing,
+    RingConsumer, SampleFormat, audio_ring, decode_file, expected_output_len, list_input_devices,
+    to_mono_16k,
 };
 
 /// Reads `consumer` until its producer is closed and everything is drained.
@@ -210,28 +211,51 @@ fn missing_microphones_give_a_clean_error() {
     }
 }
 
-#[test]
-fn alsa_null_device_runs_the_whole_microphone_path() {
-    // ALSA's `null` PCM captures silence on any machine with alsa-lib: a real device callback
-    // feeding the raw ring and the converter thread, without a sound card.
-    let mic = match MicCapture::by_name("alsa:null") {
-        Ok(mic) => mic,
+/// ALSA's `null` PCM captures silence on any machine with alsa-lib: a real device callback
+/// feeding the raw ring and the converter thread, without a sound card.
+fn null_microphone() -> Option<MicCapture> {
+    match MicCapture::by_name("alsa:null") {
+        Ok(mic) => Some(mic),
         Err(e) => {
             eprintln!("SKIPPED: no ALSA null device ({e})");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Captures for a moment from the null device, which fills buffers with zero bytes, and checks
+/// the level that encodes (0.0 signed or float, -1.0 unsigned) and that every loss is counted.
+fn capture_zero_bytes(mic: MicCapture) {
     let format = mic.format();
-    assert!(format.channels >= 1);
     let (producer, mut consumer) = audio_ring(16_000 * 5);
     let handle = mic.start(producer).unwrap();
     assert_eq!(handle.format(), format);
-    thread::sleep(Duration::from_millis(200));
+    thread::sleep(Duration::from_millis(150));
     let stats = handle.stop().unwrap();
     assert!(consumer.is_closed());
     let captured = drain(&mut consumer);
-    assert!(stats.input_frames > 0, "{stats:?}");
-    assert!(captured.iter().all(|&s| s == 0.0));
+    assert!(stats.input_frames > 0, "{format:?} {stats:?}");
+    let unsigned = matches!(
+        format.sample_format,
+        SampleFormat::U8
+            | SampleFormat::U16
+            | SampleFormat::U24
+            | SampleFormat::U32
+            | SampleFormat::U64
+    );
+    if unsigned {
+        // A constant -1.0 (the resampler ramps in from and out to silence at the edges).
+        let edge = 200.min(captured.len() / 4);
+        let interior = &captured[edge..captured.len() - edge];
+        assert!(!interior.is_empty(), "{format:?}");
+        assert!(
+            interior.iter().all(|&s| (s + 1.0).abs() < 1e-3),
+            "{format:?}: {:?}",
+            &interior[..4]
+        );
+    } else {
+        assert!(captured.iter().all(|&s| s == 0.0), "{format:?}");
+    }
 
     // The null device delivers frames as fast as it can, far faster than real time, so both
     // rings may overflow. Every lost sample must be accounted for, in whole frames.
@@ -241,7 +265,7 @@ fn alsa_null_device_runs_the_whole_microphone_path() {
     assert_eq!(
         stats.output_samples,
         expected_output_len(converted_frames, format.sample_rate),
-        "{stats:?}"
+        "{format:?} {stats:?}"
     );
     assert_eq!(
         captured.len() as u64 + stats.output_dropped,
@@ -249,4 +273,55 @@ fn alsa_null_device_runs_the_whole_microphone_path() {
         "{stats:?}"
     );
     assert_eq!(consumer.dropped(), stats.output_dropped);
+}
+
+#[test]
+fn alsa_null_device_runs_the_whole_microphone_path() {
+    let Some(mic) = null_microphone() else {
+        return;
+    };
+    assert!(mic.format().channels >= 1);
+    capture_zero_bytes(mic);
+}
+
+#[test]
+fn microphone_formats_can_be_chosen_and_all_convert() {
+    let Some(mic) = null_microphone() else {
+        return;
+    };
+    for (sample_rate, channels, sample_format) in [
+        (16_000, 1, SampleFormat::I16),
+        (44_100, 2, SampleFormat::U8),
+        (48_000, 1, SampleFormat::U16),
+        (22_050, 2, SampleFormat::I32),
+        (8_000, 1, SampleFormat::F32),
+    ] {
+        let format = CaptureFormat {
+            sample_rate,
+            channels,
+            sample_format,
+        };
+        let mic = match null_microphone().unwrap().with_format(format) {
+            Ok(mic) => mic,
+            Err(AudioError::Unsupported(reason)) => {
+                eprintln!("SKIPPED {format:?}: {reason}");
+                continue;
+            }
+            Err(other) => panic!("{format:?}: {other}"),
+        };
+        assert_eq!(mic.format(), format);
+        capture_zero_bytes(mic);
+    }
+    // A rate the converter cannot take is refused when capture starts.
+    if let Ok(slow) = mic.with_format(CaptureFormat {
+        sample_rate: 4_000,
+        channels: 1,
+        sample_format: SampleFormat::F32,
+    }) {
+        let (producer, _consumer) = audio_ring(100);
+        assert!(matches!(
+            slow.start(producer),
+            Err(AudioError::UnsupportedSampleRate { rate: 4_000, .. })
+        ));
+    }
 }

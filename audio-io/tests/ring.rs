@@ -151,3 +151,14 @@ fn a_blind_real_time_producer_loses_only_what_it_counts() {
         "order was not kept"
     );
 }
+
+#[test]
+fn stream_types_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<hark_audio_io::RingProducer>();
+    assert_send::<hark_audio_io::RingConsumer>();
+    assert_send::<hark_audio_io::StreamConverter>();
+    assert_send::<hark_audio_io::CaptureHandle>();
+    assert_send::<hark_audio_io::FileCapture>();
+    assert_send::<hark_audio_io::MicCapture>();
+}

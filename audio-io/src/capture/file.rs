@@ -82,8 +82,9 @@ impl CaptureSource for FileCapture {
         let channels = usize::from(audio.channels);
         let chunk_frames =
             ((chunk.as_secs_f64() * f64::from(audio.sample_rate)).round() as usize).max(1);
-        // Four chunks of slack, and never less than 100 ms, so the converter can lag a little.
-        let ring_frames = (4 * chunk_frames).max(audio.sample_rate as usize / 10);
+        // Half a second of slack between feeder and converter. A bigger chunk simply trickles
+        // through in pieces, so the ring need not hold one.
+        let ring_frames = (audio.sample_rate as usize / 2).max(1_024);
         let (raw_producer, raw_consumer) = audio_ring(ring_frames * channels);
 
         let shared = Arc::new(CaptureShared::default());

@@ -143,6 +143,27 @@ impl MicCapture {
         })
     }
 
+    /// Captures in `format` instead of the device default, if the device supports it
+    /// (for example 16 kHz mono to skip resampling, or a specific sample encoding).
+    pub fn with_format(mut self, format: CaptureFormat) -> Result<Self, AudioError> {
+        let wanted = cpal_format(format.sample_format);
+        let config = self
+            .device
+            .supported_input_configs()
+            .map_err(|e| device_error(&self.name, e))?
+            .filter(|r| r.channels() == format.channels && r.sample_format() == wanted)
+            .find_map(|r| r.try_with_sample_rate(format.sample_rate))
+            .ok_or_else(|| {
+                AudioError::Unsupported(format!(
+                    "{}: no input configuration with {} Hz, {} channels, {:?}",
+                    self.name, format.sample_rate, format.channels, format.sample_format
+                ))
+            })?;
+        self.config = config;
+        self.format = format;
+        Ok(self)
+    }
+
     /// The device name.
     pub fn name(&self) -> &str {
         &self.name
@@ -262,6 +283,23 @@ fn capture_format(config: &cpal::SupportedStreamConfig) -> Option<CaptureFormat>
         channels: config.channels(),
         sample_format: sample_format(config.sample_format())?,
     })
+}
+
+fn cpal_format(format: SampleFormat) -> cpal::SampleFormat {
+    match format {
+        SampleFormat::I8 => cpal::SampleFormat::I8,
+        SampleFormat::I16 => cpal::SampleFormat::I16,
+        SampleFormat::I24 => cpal::SampleFormat::I24,
+        SampleFormat::I32 => cpal::SampleFormat::I32,
+        SampleFormat::I64 => cpal::SampleFormat::I64,
+        SampleFormat::U8 => cpal::SampleFormat::U8,
+        SampleFormat::U16 => cpal::SampleFormat::U16,
+        SampleFormat::U24 => cpal::SampleFormat::U24,
+        SampleFormat::U32 => cpal::SampleFormat::U32,
+        SampleFormat::U64 => cpal::SampleFormat::U64,
+        SampleFormat::F32 => cpal::SampleFormat::F32,
+        SampleFormat::F64 => cpal::SampleFormat::F64,
+    }
 }
 
 fn sample_format(format: cpal::SampleFormat) -> Option<SampleFormat> {
