@@ -19,11 +19,13 @@ use crate::config::{Gemma4ConfigJson, GenerationConfigJson, ModelConfig, Process
 use crate::error::{LoadError, TensorProblem, WeightReport};
 use crate::tokenizer::TextTokenizer;
 
-/// Bytes of one safetensors file: a read-only mapping, or a static buffer (embedded model).
+/// Bytes of one safetensors file: a read-only mapping, a static buffer (embedded model), or a
+/// buffer built in memory (synthetic model).
 #[derive(Clone)]
 enum Storage {
     Mapped(Arc<Mmap>),
     Static(&'static [u8]),
+    Owned(Arc<Vec<u8>>),
 }
 
 impl Storage {
@@ -31,6 +33,7 @@ impl Storage {
         match self {
             Storage::Mapped(m) => m,
             Storage::Static(b) => b,
+            Storage::Owned(b) => b,
         }
     }
 }
@@ -138,6 +141,14 @@ impl TensorStore {
         Self::from_shards(vec![Shard {
             label: label.to_string(),
             storage: Storage::Static(bytes),
+        }])
+    }
+
+    /// A single safetensors buffer built in memory (see [`crate::synthetic`]).
+    pub fn from_owned(label: &str, bytes: Vec<u8>) -> Result<Self, LoadError> {
+        Self::from_shards(vec![Shard {
+            label: label.to_string(),
+            storage: Storage::Owned(Arc::new(bytes)),
         }])
     }
 

@@ -19,7 +19,11 @@ pub enum HubError {
     )]
     NotCached { repo: String, cache: PathBuf },
     #[error("{repo}: revision `{revision}` is not in the cache at {path}")]
-    NoRevision { repo: String, revision: String, path: PathBuf },
+    NoRevision {
+        repo: String,
+        revision: String,
+        path: PathBuf,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -30,7 +34,11 @@ pub enum HubError {
 
 /// The Hugging Face hub cache directory from the environment.
 pub fn cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("HF_HUB_CACHE")
         .or_else(|| env("HF_HOME").map(|h| h.join("hub")))
         .or_else(|| env("XDG_CACHE_HOME").map(|c| c.join("huggingface/hub")))
@@ -43,7 +51,13 @@ pub fn is_repo_id(s: &str) -> bool {
     let (Some(org), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
-    let ok = |p: &str| !p.is_empty() && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     ok(org) && ok(name)
 }
 
@@ -62,15 +76,24 @@ pub fn resolve_in(arg: &str, cache: Option<&Path>, revision: &str) -> Result<Pat
     if !is_repo_id(arg) {
         return Err(HubError::NotAModel(arg.to_string()));
     }
-    let cache = cache.ok_or_else(|| HubError::NotCached { repo: arg.into(), cache: PathBuf::from("<no cache dir>") })?;
+    let cache = cache.ok_or_else(|| HubError::NotCached {
+        repo: arg.into(),
+        cache: PathBuf::from("<no cache dir>"),
+    })?;
     let repo = repo_dir(cache, arg);
     if !repo.is_dir() {
-        return Err(HubError::NotCached { repo: arg.into(), cache: cache.to_path_buf() });
+        return Err(HubError::NotCached {
+            repo: arg.into(),
+            cache: cache.to_path_buf(),
+        });
     }
     let ref_file = repo.join("refs").join(revision);
     let commit = if ref_file.is_file() {
         std::fs::read_to_string(&ref_file)
-            .map_err(|source| HubError::Io { path: ref_file.clone(), source })?
+            .map_err(|source| HubError::Io {
+                path: ref_file.clone(),
+                source,
+            })?
             .trim()
             .to_string()
     } else {
@@ -78,7 +101,11 @@ pub fn resolve_in(arg: &str, cache: Option<&Path>, revision: &str) -> Result<Pat
     };
     let snapshot = repo.join("snapshots").join(&commit);
     if !snapshot.is_dir() {
-        return Err(HubError::NoRevision { repo: arg.into(), revision: revision.into(), path: snapshot });
+        return Err(HubError::NoRevision {
+            repo: arg.into(),
+            revision: revision.into(),
+            path: snapshot,
+        });
     }
     Ok(snapshot)
 }
@@ -110,11 +137,21 @@ mod tests {
         std::fs::create_dir_all(&snap).unwrap();
         std::fs::create_dir_all(repo.join("refs")).unwrap();
         std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
-        assert_eq!(resolve_in("google/gemma-4-E2B-it", Some(cache.path()), "main").unwrap(), snap);
+        assert_eq!(
+            resolve_in("google/gemma-4-E2B-it", Some(cache.path()), "main").unwrap(),
+            snap
+        );
         // A commit hash works as a revision too.
-        assert_eq!(resolve_in("google/gemma-4-E2B-it", Some(cache.path()), "0123abcd").unwrap(), snap);
+        assert_eq!(
+            resolve_in("google/gemma-4-E2B-it", Some(cache.path()), "0123abcd").unwrap(),
+            snap
+        );
         let err = resolve_in("google/gemma-4-E4B-it", Some(cache.path()), "main").unwrap_err();
-        assert!(err.to_string().contains("hark model fetch google/gemma-4-E4B-it"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("hark model fetch google/gemma-4-E4B-it"),
+            "{err}"
+        );
         let err = resolve_in("google/gemma-4-E2B-it", Some(cache.path()), "v2").unwrap_err();
         assert!(matches!(err, HubError::NoRevision { .. }), "{err}");
     }

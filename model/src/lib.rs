@@ -19,6 +19,7 @@ pub mod hub;
 pub mod model;
 pub mod nn;
 pub mod prompt;
+pub mod synthetic;
 pub mod text;
 pub mod tokenizer;
 

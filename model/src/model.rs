@@ -297,6 +297,43 @@ impl<B: Backend> SpeechModel<B> {
         (best.0 as u32, best.1 - second)
     }
 
+    /// Greedy choice for each row of `logits` (`[rows, vocab]`), computed on the device so
+    /// only the ids travel to the host; suppressed ids are never chosen.
+    pub fn argmax_rows(&self, logits: Tensor<B, 2>) -> Vec<u32> {
+        let [rows, vocab] = logits.dims();
+        let logits = if self.config.suppress_token_ids.is_empty() {
+            logits
+        } else {
+            let mut mask = vec![false; vocab];
+            for &id in &self.config.suppress_token_ids {
+                if let Some(m) = mask.get_mut(id as usize) {
+                    *m = true;
+                }
+            }
+            let mask = Tensor::<B, 1, burn::tensor::Bool>::from_data(
+                burn::tensor::TensorData::new(mask, [vocab]),
+                &self.device,
+            )
+            .reshape([1, vocab])
+            .expand([rows, vocab]);
+            logits.mask_fill(mask, f32::NEG_INFINITY)
+        };
+        logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .expect("argmax ids are integers")
+            .into_iter()
+            .map(|i| i as u32)
+            .collect()
+    }
+
+    /// Whether `id` ends generation.
+    pub fn is_stop(&self, id: u32) -> bool {
+        self.config.stop_token_ids.contains(&id)
+    }
+
     /// Text of generated ids: stop ids and special tokens dropped, a thought block (if the
     /// model ever opens one) removed.
     pub fn decode_text(&self, ids: &[u32]) -> Result<String, ModelError> {
@@ -435,33 +472,40 @@ impl<B: Backend> SpeechModel<B> {
     }
 }
 
-/// Split `[0, len)` into spans of at most `max` samples, cutting at the quietest 20 ms window
-/// among the last `search` samples before each limit.
+/// Split `[0, len)` into spans of at most `max` samples, each cut at [`quietest_cut`].
 pub fn split_spans(samples: &[f32], max: usize, search: usize) -> Vec<std::ops::Range<usize>> {
-    const WINDOW: usize = 320;
     let mut spans = Vec::new();
     let mut start = 0;
     while samples.len() - start > max {
-        let limit = start + max;
-        let lo = limit.saturating_sub(search).max(start + max / 2);
-        let mut best = (f64::INFINITY, limit);
-        let mut pos = lo;
-        while pos + WINDOW <= limit {
-            let energy: f64 = samples[pos..pos + WINDOW]
-                .iter()
-                .map(|&x| (x as f64) * (x as f64))
-                .sum();
-            // `<=` prefers the latest quietest point, keeping spans long.
-            if energy <= best.0 {
-                best = (energy, pos + WINDOW / 2);
-            }
-            pos += WINDOW / 2;
-        }
-        spans.push(start..best.1);
-        start = best.1;
+        let cut = start + quietest_cut(&samples[start..start + max], search);
+        spans.push(start..cut);
+        start = cut;
     }
     spans.push(start..samples.len());
     spans
+}
+
+/// Where to end a span that has reached its limit (`span.len()` samples): the centre of the
+/// quietest 20 ms window among the last `search` samples (never in the first half). Offline
+/// splitting and the streaming engine share it, so both cut long audio at the same sample.
+pub fn quietest_cut(span: &[f32], search: usize) -> usize {
+    const WINDOW: usize = 320;
+    let limit = span.len();
+    let lo = limit.saturating_sub(search).max(limit / 2);
+    let mut best = (f64::INFINITY, limit);
+    let mut pos = lo;
+    while pos + WINDOW <= limit {
+        let energy: f64 = span[pos..pos + WINDOW]
+            .iter()
+            .map(|&x| (x as f64) * (x as f64))
+            .sum();
+        // `<=` prefers the latest quietest point, keeping spans long.
+        if energy <= best.0 {
+            best = (energy, pos + WINDOW / 2);
+        }
+        pos += WINDOW / 2;
+    }
+    best.1
 }
 
 #[cfg(test)]

@@ -247,7 +247,9 @@ pub enum Logits {
     None,
     /// The last position's.
     Last,
-    /// Every position's (speculative verification).
+    /// The last `n` positions' (speculative verification of a draft).
+    Tail(usize),
+    /// Every position's.
     All,
 }
 
@@ -444,13 +446,21 @@ impl<B: Backend> TextDecoder<B> {
         if logits == Logits::None && first_shared < self.layers.len() {
             return None;
         }
-        let (h, positions, ple) = match logits {
-            Logits::Last if first_shared < self.layers.len() => (
-                h.narrow(0, t - 1, 1),
-                vec![end - 1],
-                ple.map(|p| p.narrow(0, t - 1, 1)),
-            ),
-            _ => (h, positions, ple),
+        // Positions whose logits are read; KV-shared layers run only on those.
+        let keep = match logits {
+            Logits::None | Logits::All => t,
+            Logits::Last => 1,
+            Logits::Tail(n) => n.clamp(1, t),
+        };
+        let (h, positions, ple) = if keep < t && first_shared < self.layers.len() {
+            let from = t - keep;
+            (
+                h.narrow(0, from, keep),
+                positions[from..].to_vec(),
+                ple.map(|p| p.narrow(0, from, keep)),
+            )
+        } else {
+            (h, positions, ple)
         };
         let mut h = h;
         let mut rot = RotaryCache::default();
@@ -458,13 +468,14 @@ impl<B: Backend> TextDecoder<B> {
             let ple_i = ple.as_ref().map(|p| layer_slice(p, i));
             h = self.layers[i].forward(self, h, &positions, end, ple_i, cache, i, &mut rot);
         }
-        let h = match logits {
-            Logits::None => return None,
-            Logits::Last => {
-                let rows = h.dims()[0];
-                h.narrow(0, rows - 1, 1)
-            }
-            Logits::All => h,
+        if logits == Logits::None {
+            return None;
+        }
+        let rows = h.dims()[0];
+        let h = if rows > keep {
+            h.narrow(0, rows - keep, keep)
+        } else {
+            h
         };
         let h = self.norm.forward(h);
         let out = self.lm_head.as_ref().unwrap_or(&self.embed).forward(h);

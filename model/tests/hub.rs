@@ -20,7 +20,9 @@ fn checkpoint_loads_from_a_hub_cache_snapshot() {
     for entry in std::fs::read_dir(&fixture).unwrap() {
         let entry = entry.unwrap();
         // huggingface_hub stores content-addressed blobs and links snapshot files to them.
-        let blob = repo.join("blobs").join(format!("blob-{}", entry.file_name().to_string_lossy()));
+        let blob = repo
+            .join("blobs")
+            .join(format!("blob-{}", entry.file_name().to_string_lossy()));
         std::fs::copy(entry.path(), &blob).unwrap();
         std::os::unix::fs::symlink(&blob, snapshot.join(entry.file_name())).unwrap();
     }

@@ -2,8 +2,19 @@
 //!
 //! [`vad`] decides which audio reaches the model at all: only open speech segments are
 //! passed on, so silence costs no encoder or decoder work and can produce no text.
+//! [`segment`] runs one utterance through the model incrementally (streaming encoder,
+//! persistent KV cache, speculative re-decoding); [`commit`] decides which text is final;
+//! [`stream`] ties them into one stream's state machine emitting [`Event`]s.
 
+pub mod commit;
+pub mod events;
+pub mod segment;
+pub mod stream;
 pub mod vad;
+
+pub use commit::Stability;
+pub use events::{ErrorCode, Event, Final, FinalReason, Partial};
+pub use stream::{Stream, StreamConfig, StreamError};
 
 #[cfg(feature = "earshot")]
 pub use vad::EarshotVad;

@@ -1,0 +1,219 @@
+//! One utterance through the model, incrementally.
+//!
+//! Audio → incremental mel → streaming encoder → audio embeddings appended to the decoder's
+//! KV cache as they become final (incremental prefill: only the cache-owning layers run). A
+//! hypothesis appends the prompt suffix and decodes on top, then truncates the cache back to
+//! the audio. The previous hypothesis serves as a draft: it is verified in the same forward
+//! pass as the suffix (greedy speculative check), and only the tokens after the first
+//! disagreement are decoded one by one, so an update costs one batched pass plus the changed
+//! tail rather than re-decoding the whole transcript.
+
+use std::sync::Arc;
+
+use burn::tensor::{Tensor, backend::Backend};
+use hark_model::SpeechModel;
+use hark_model::audio::EncoderState;
+use hark_model::features::MelExtractor;
+use hark_model::prompt::Prompt;
+use hark_model::text::{DecoderCache, Logits};
+
+/// A decoded hypothesis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hypothesis {
+    /// Generated tokens, stop id excluded.
+    pub tokens: Vec<u32>,
+    /// Whether generation ended on a stop id (rather than the token budget).
+    pub stopped: bool,
+    /// Draft tokens accepted by the speculative check.
+    pub accepted: usize,
+    /// Tokens decoded one step at a time after the check.
+    pub decoded: usize,
+}
+
+/// The per-stream prompt pieces, tokenized once.
+#[derive(Debug, Clone)]
+pub struct PromptParts {
+    /// Up to and including `<|audio>`.
+    pub prefix: Vec<u32>,
+    /// From `<audio|>` to the generation prompt.
+    pub suffix: Vec<u32>,
+}
+
+impl PromptParts {
+    pub fn new(prompt: &Prompt) -> Self {
+        Self {
+            prefix: prompt.prefix().to_vec(),
+            suffix: prompt.suffix().to_vec(),
+        }
+    }
+}
+
+/// Incremental model state of one segment.
+pub struct SegmentDecoder<B: Backend> {
+    model: Arc<SpeechModel<B>>,
+    parts: Arc<PromptParts>,
+    mel: MelExtractor,
+    frames: Vec<f32>,
+    encoder: EncoderState<B>,
+    cache: DecoderCache<B>,
+    audio_tokens: usize,
+    samples: usize,
+    /// The last hypothesis, the draft of the next one.
+    draft: Vec<u32>,
+    draft_stopped: bool,
+    max_new_tokens: usize,
+}
+
+impl<B: Backend> SegmentDecoder<B> {
+    /// A segment whose decoder cache starts as a copy of `prefix_cache` (the prompt prefix,
+    /// prefilled once per stream).
+    pub fn new(
+        model: Arc<SpeechModel<B>>,
+        parts: Arc<PromptParts>,
+        prefix_cache: &DecoderCache<B>,
+        max_new_tokens: usize,
+    ) -> Self {
+        let mel = MelExtractor::new(model.mel.clone());
+        let encoder = model.encoder.new_state(false);
+        Self {
+            mel,
+            frames: Vec::new(),
+            encoder,
+            cache: prefix_cache.clone(),
+            audio_tokens: 0,
+            samples: 0,
+            draft: Vec::new(),
+            draft_stopped: false,
+            max_new_tokens,
+            model,
+            parts,
+        }
+    }
+
+    /// Prefill the prompt prefix into a fresh cache (done once per stream).
+    pub fn prefill_prefix(model: &SpeechModel<B>, parts: &PromptParts) -> DecoderCache<B> {
+        let mut cache = model.decoder.new_cache(parts.prefix.len() + 256);
+        let embeds = model.decoder.embed_tokens(&parts.prefix);
+        model
+            .decoder
+            .forward(embeds, &parts.prefix, &mut cache, Logits::None);
+        cache
+    }
+
+    /// Audio tokens appended to the cache so far.
+    pub fn audio_tokens(&self) -> usize {
+        self.audio_tokens
+    }
+
+    /// Samples received so far.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Feed samples; returns the number of audio tokens that became final and were appended.
+    pub fn push_audio(&mut self, samples: &[f32]) -> usize {
+        self.samples += samples.len();
+        self.frames.clear();
+        self.mel.push(samples, &mut self.frames);
+        if self.frames.is_empty() {
+            return 0;
+        }
+        let embeds = self.model.encoder.push(&mut self.encoder, &self.frames);
+        self.append(embeds)
+    }
+
+    /// End of the segment's audio: the encoder's last tokens, computed as offline.
+    pub fn finish_audio(&mut self) -> usize {
+        let embeds = self.model.encoder.finish(&mut self.encoder);
+        self.append(embeds)
+    }
+
+    fn append(&mut self, embeds: Tensor<B, 2>) -> usize {
+        let [n, _] = embeds.dims();
+        if n == 0 {
+            return 0;
+        }
+        let pad = self.model.config.text.pad_token_id;
+        self.model
+            .decoder
+            .forward(embeds, &vec![pad; n], &mut self.cache, Logits::None);
+        self.audio_tokens += n;
+        n
+    }
+
+    /// Decode a hypothesis over the audio so far. `forced` tokens (the committed prefix) are
+    /// taken as given; the rest of the previous hypothesis is verified in one pass.
+    pub fn hypothesis(&mut self, forced: &[u32]) -> Hypothesis {
+        let model = self.model.clone();
+        let audio_end = self.cache.len();
+        let suffix = &self.parts.suffix;
+        // Draft: the forced tokens, then whatever of the previous hypothesis extends them.
+        let mut draft = forced.to_vec();
+        if self.draft.starts_with(forced) {
+            draft.extend_from_slice(&self.draft[forced.len()..]);
+        }
+        let draft_stopped = self.draft_stopped && draft.len() == self.draft.len();
+        let budget = self.max_new_tokens.max(forced.len() + 1);
+        draft.truncate(budget);
+        // One pass: suffix + draft (+ its stop id, so a finished draft is confirmed as such).
+        let stop_id = model.config.stop_token_ids[0];
+        let mut input: Vec<u32> = suffix.clone();
+        input.extend_from_slice(&draft);
+        let verify_stop = draft_stopped && draft.len() < budget;
+        if verify_stop {
+            input.push(stop_id);
+        }
+        let rows = input.len() - suffix.len() + 1;
+        let embeds = model.decoder.embed_tokens(&input);
+        let logits = model
+            .decoder
+            .forward(embeds, &input, &mut self.cache, Logits::Tail(rows))
+            .expect("logits requested");
+        let predicted = model.argmax_rows(logits);
+        // predicted[i] is the model's choice for draft position i (i = draft.len(): after it).
+        let mut accepted = 0;
+        while accepted < draft.len()
+            && (accepted < forced.len() || predicted[accepted] == draft[accepted])
+        {
+            accepted += 1;
+        }
+        let mut tokens = draft[..accepted].to_vec();
+        let mut next = predicted[accepted];
+        let mut stopped = false;
+        let mut decoded = 0;
+        if accepted == draft.len() && verify_stop && model.is_stop(next) {
+            stopped = true;
+        } else {
+            // Drop the cache beyond the accepted tokens and go on greedily from `next`.
+            self.cache.truncate(audio_end + suffix.len() + accepted);
+            // Same budget rule as offline greedy decoding: a stop id counts only when it comes
+            // within the budget.
+            while tokens.len() < budget {
+                if model.is_stop(next) {
+                    stopped = true;
+                    break;
+                }
+                tokens.push(next);
+                if tokens.len() == budget {
+                    break;
+                }
+                let embeds = model.decoder.embed_tokens(&[next]);
+                let logits = model
+                    .decoder
+                    .forward(embeds, &[next], &mut self.cache, Logits::Last)
+                    .expect("logits requested");
+                next = model.argmax_rows(logits)[0];
+                decoded += 1;
+            }
+        }
+        self.cache.truncate(audio_end);
+        self.draft = tokens.clone();
+        self.draft_stopped = stopped;
+        Hypothesis {
+            tokens,
+            stopped,
+            accepted,
+            decoded,
+        }
+    }
+}
