@@ -7,12 +7,14 @@
 //! [`stream`] ties them into one stream's state machine emitting [`Event`]s.
 
 pub mod commit;
+pub mod engine;
 pub mod events;
 pub mod segment;
 pub mod stream;
 pub mod vad;
 
 pub use commit::Stability;
+pub use engine::{Emitted, Engine, EngineConfig, EngineStats, EventSink, StreamHandle};
 pub use events::{ErrorCode, Event, Final, FinalReason, Partial};
 pub use stream::{Stream, StreamConfig, StreamError};
 
