@@ -119,6 +119,10 @@ where
     }
 }
 
+/// Makes a stream of the engine's model (whose backend type is erased here).
+type StreamFactory =
+    Box<dyn Fn(StreamConfig) -> Result<Box<dyn StreamDriver>, crate::StreamError> + Send + Sync>;
+
 /// Counters shared with the engine's owner.
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -140,9 +144,7 @@ pub struct Engine {
     next_id: AtomicU64,
     config: EngineConfig,
     stats: Arc<EngineStats>,
-    new_stream: Box<
-        dyn Fn(StreamConfig) -> Result<Box<dyn StreamDriver>, crate::StreamError> + Send + Sync,
-    >,
+    new_stream: StreamFactory,
 }
 
 /// The producer side of one stream.
