@@ -180,3 +180,78 @@ fn bad_inputs_get_clear_errors() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn streamed_transcription_without_vad_equals_offline() {
+    for model in ["e2b-shaped", "varied"] {
+        let model = repo().join(format!("tests/fixtures/models/{model}"));
+        let files: Vec<PathBuf> = ["fox", "callback", "lights", "hello", "april"]
+            .iter()
+            .map(|c| repo().join(format!("tests/fixtures/audio/{c}.wav")))
+            .collect();
+        let offline = hark()
+            .args(["transcribe", "--max-new-tokens", "12", "--model"])
+            .arg(&model)
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(
+            offline.status.success(),
+            "{}",
+            String::from_utf8_lossy(&offline.stderr)
+        );
+        for chunk in ["40", "1000"] {
+            let streamed = hark()
+                .args([
+                    "transcribe",
+                    "--max-new-tokens",
+                    "12",
+                    "--no-vad",
+                    "--stream-chunk-ms",
+                    chunk,
+                    "--model",
+                ])
+                .arg(&model)
+                .args(&files)
+                .output()
+                .unwrap();
+            assert!(
+                streamed.status.success(),
+                "{}",
+                String::from_utf8_lossy(&streamed.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&streamed.stdout),
+                String::from_utf8_lossy(&offline.stdout),
+                "chunk {chunk} ms"
+            );
+        }
+    }
+}
+
+#[test]
+fn streamed_transcription_with_vad_skips_silence() {
+    let out = hark()
+        .args([
+            "transcribe",
+            "--json",
+            "--stream-chunk-ms",
+            "100",
+            "--model",
+        ])
+        .arg(repo().join("tests/fixtures/models/e2b-shaped"))
+        .arg(repo().join("tests/fixtures/audio/silence.wav"))
+        .arg(repo().join("tests/fixtures/audio/noise.wav"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["finals"].as_array().unwrap().len(), 0, "{line}");
+        assert_eq!(v["text"], "");
+    }
+}
