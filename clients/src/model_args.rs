@@ -65,10 +65,7 @@ impl ModelArgs {
                 let dir = hark_model::hub::resolve(arg)?;
                 Checkpoint::open(&dir).with_context(|| format!("cannot load model {arg}"))
             }
-            None => bail!(
-                "no --model given and this build embeds no default model; pass a model directory \
-                 or a Hugging Face repo id (e.g. --model google/gemma-4-E2B-it)"
-            ),
+            None => Ok(hark_model::embedded::default_checkpoint()?),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod audio;
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod embedded;
 pub mod error;
 pub mod features;
 pub mod hub;
