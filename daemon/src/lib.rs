@@ -1,0 +1,26 @@
+//! `harkd`, Hark's streaming transcription daemon.
+//!
+//! One port serves the native protocol v1 (`/v1/listen`), OpenAI Realtime transcription
+//! sessions (`/v1/realtime`), `/healthz`, `/metrics` and the captions page. The model is loaded
+//! once; [`scheduler`] runs all model work on dedicated worker threads; every WebSocket is a
+//! [`session`] task that only converts audio and translates events.
+//!
+//! ```text
+//! socket ─▶ session task ── 16 kHz audio ─▶ worker thread (round-robin over its streams)
+//!    ▲        (protocol,      (SPSC ring)        │ hark_streaming::Stream per session
+//!    └──────── outbox) ◀──── events (channel) ───┘
+//! ```
+
+pub mod auth;
+pub mod config;
+pub mod language;
+pub mod metrics;
+pub mod model;
+pub mod scheduler;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod systemd;
+
+pub use config::{Cli, Config, ConfigError};
+pub use server::{ServeError, run};

@@ -1,0 +1,144 @@
+//! Loading the model once and starting the scheduler's workers on it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use hark_model::backend::BackendError;
+use hark_model::{BackendKind, BackendTask, Checkpoint, LoadError, SpeechModel, synthetic};
+
+use crate::config::{Config, ConfigError};
+use crate::scheduler::{Scheduler, SchedulerConfig, stream_factory};
+
+/// Prefix of the `model` setting that builds a checkpoint with random weights in memory, for
+/// load tests at the real shapes without the real weights (`synthetic:e2b`, `synthetic:tiny`).
+pub const SYNTHETIC_PREFIX: &str = "synthetic:";
+
+/// The model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelLoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot load model {name}: {source}")]
+    Load { name: String, source: LoadError },
+    #[error("cannot find model {name}: {source}")]
+    Resolve {
+        name: String,
+        source: hark_model::hub::HubError,
+    },
+    #[error(
+        "unknown synthetic model `{0}` (use synthetic:e2b or synthetic:tiny; random weights, for load tests)"
+    )]
+    UnknownSynthetic(String),
+}
+
+/// The loaded model, served by the scheduler's workers.
+pub struct LoadedModel {
+    /// Model name as reported in `ready` and `/healthz`.
+    pub name: String,
+    /// Backend the model runs on.
+    pub backend: BackendKind,
+    /// Matmul weight precision.
+    pub weights: hark_model::WeightDtype,
+    /// The workers.
+    pub scheduler: Scheduler,
+}
+
+/// Load the checkpoint the configuration names and start the workers. Blocking (seconds
+/// for a real model): run it on a blocking thread.
+pub fn load(cfg: &Config) -> Result<LoadedModel, ModelLoadError> {
+    let kind = cfg.backend_kind()?;
+    let started = Instant::now();
+    let ckpt = checkpoint(cfg)?;
+    let scheduler_config = SchedulerConfig {
+        workers: cfg.resolved_workers(kind),
+        chunk_ms: cfg.chunk_ms,
+        shed_partials_after_ms: cfg.shed_partials_after_ms,
+        queue_ms: cfg.queue_s.saturating_mul(1000),
+    };
+    let task = Start {
+        ckpt,
+        kind,
+        weights: cfg.weights,
+        scheduler: scheduler_config,
+    };
+    let loaded = hark_model::run_on(kind, task)??;
+    tracing::info!(
+        model = %loaded.name,
+        backend = %kind,
+        weights = ?loaded.weights,
+        workers = loaded.scheduler.workers(),
+        "model loaded in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(loaded)
+}
+
+fn checkpoint(cfg: &Config) -> Result<Checkpoint, ModelLoadError> {
+    let Some(arg) = &cfg.model else {
+        return hark_model::embedded::default_checkpoint().map_err(|source| ModelLoadError::Load {
+            name: "(embedded default)".into(),
+            source,
+        });
+    };
+    if let Some(which) = arg.strip_prefix(SYNTHETIC_PREFIX) {
+        let config = match which {
+            "e2b" => synthetic::e2b_config_json(),
+            "tiny" => synthetic::tiny_config_json(),
+            other => return Err(ModelLoadError::UnknownSynthetic(other.into())),
+        };
+        let generation = synthetic::e2b_generation_config_json();
+        let name = format!("synthetic-{which}");
+        return synthetic::checkpoint(&name, &config, Some(&generation), 0)
+            .map_err(|source| ModelLoadError::Load { name, source });
+    }
+    let dir = hark_model::hub::resolve(arg).map_err(|source| ModelLoadError::Resolve {
+        name: arg.clone(),
+        source,
+    })?;
+    Checkpoint::open(&dir).map_err(|source| ModelLoadError::Load {
+        name: arg.clone(),
+        source,
+    })
+}
+
+struct Start {
+    ckpt: Checkpoint,
+    kind: BackendKind,
+    weights: crate::config::Weights,
+    scheduler: SchedulerConfig,
+}
+
+impl BackendTask for Start {
+    type Output = Result<LoadedModel, ModelLoadError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let parameters: usize = self
+            .ckpt
+            .tensors
+            .names()
+            .filter_map(|n| self.ckpt.tensors.shape(n))
+            .map(|s| s.iter().product::<usize>())
+            .sum();
+        let weights = self.weights.dtype(self.kind, parameters);
+        if weights == hark_model::WeightDtype::F16 && !self.kind.supports_f16() {
+            return Err(BackendError::NoF16(self.kind.name()).into());
+        }
+        let name = self.ckpt.name.clone();
+        let model = SpeechModel::<B>::load(self.ckpt, &device, weights).map_err(|source| {
+            ModelLoadError::Load {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let scheduler = Scheduler::start(stream_factory(Arc::new(model)), self.scheduler);
+        Ok(LoadedModel {
+            name,
+            backend: self.kind,
+            weights,
+            scheduler,
+        })
+    }
+}
