@@ -1,5 +1,6 @@
 //! `hark`: the command-line face of Hark.
 
+mod bench;
 mod dump;
 mod model_args;
 mod transcribe;
@@ -25,6 +26,8 @@ enum Command {
     Transcribe(transcribe::TranscribeArgs),
     /// Write every stage of the speech path for one clip to a safetensors file.
     Dump(dump::DumpArgs),
+    /// Time each stage at the real E2B shapes on random weights (optionally beside Hugging Face).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Dump(args) => dump::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

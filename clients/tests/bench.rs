@@ -1,0 +1,117 @@
+//! `hark bench` end to end on the tiny synthetic model (E2B's layout, small shapes).
+
+use std::process::Command;
+
+fn hark() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hark"))
+}
+
+#[test]
+fn bench_reports_every_stage_and_saves_the_reference_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hark()
+        .args([
+            "bench",
+            "--config",
+            "tiny",
+            "--runs",
+            "2",
+            "--decode-steps",
+            "3",
+        ])
+        .args(["--seconds", "2", "--json", "--save-inputs"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["audio_tokens"], 50, "2 s of audio is 50 tokens");
+    // The ASR prompt: 74 text tokens around the placeholder, which becomes 50 + 2 markers.
+    assert_eq!(r["prompt_tokens"], 125);
+    assert_eq!(r["backend"], "flex");
+    assert_eq!(r["weights"], "f32", "small models default to f32 weights");
+    for key in [
+        "mel_ms",
+        "encoder_ms",
+        "audio_prefill_ms",
+        "prompt_prefill_ms",
+        "decode_ms_per_token",
+        "peak_rss_gb",
+    ] {
+        assert!(r[key].as_f64().unwrap() > 0.0, "{key}: {}", r[key]);
+    }
+    for stage in ["mel", "encoder", "audio_prefill", "prompt_prefill"] {
+        assert_eq!(
+            r["samples_ms"][stage].as_array().unwrap().len(),
+            2,
+            "{stage}"
+        );
+    }
+    let tokens_per_s = r["audio_prefill_tokens_per_s"].as_f64().unwrap();
+    let prefill_ms = r["audio_prefill_ms"].as_f64().unwrap();
+    assert!((tokens_per_s * prefill_ms / 1e3 - 50.0).abs() < 1e-6);
+
+    let samples = std::fs::read(dir.path().join("samples.f32")).unwrap();
+    assert_eq!(samples.len(), 2 * 16_000 * 4);
+    let prompt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("prompt.json")).unwrap()).unwrap();
+    let ids = prompt["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 125);
+    let at = prompt["audio_at"].as_u64().unwrap() as usize;
+    assert_eq!(ids[at - 1], 256_000);
+    assert_eq!(ids[at], 258_881);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["text_config"]["hidden_size"], 64);
+}
+
+#[test]
+fn bench_table_and_bad_flags() {
+    let out = hark()
+        .args([
+            "bench",
+            "--config",
+            "tiny",
+            "--runs",
+            "1",
+            "--decode-steps",
+            "1",
+        ])
+        .args(["--seconds", "1", "--text-layers", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("synthetic-tiny, 5 decoder layers"),
+        "{table}"
+    );
+    assert!(table.contains("decode (1 steps)"), "{table}");
+
+    for (flags, message) in [
+        (vec!["--config", "tiny", "--seconds", "40"], "--seconds"),
+        (vec!["--config", "tiny", "--runs", "0"], "--runs"),
+        (
+            vec!["--config", "tiny", "--text-layers", "11"],
+            "--text-layers",
+        ),
+        (
+            vec!["--config", "/no/such/config.json"],
+            "cannot read config",
+        ),
+        (vec!["--backend", "ndarray", "--weights", "f16"], "ndarray"),
+    ] {
+        let out = hark().arg("bench").args(&flags).output().unwrap();
+        assert!(!out.status.success(), "{flags:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{flags:?}: {err}");
+    }
+}
