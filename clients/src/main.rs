@@ -1,9 +1,20 @@
 //! `hark`: the command-line face of Hark.
 
 mod bench;
+mod captions;
+mod devices;
+mod dictate;
 mod dump;
+mod formats;
+mod input;
+mod live;
+mod meeting;
 mod model_args;
+mod model_cmd;
+mod output;
+mod remote;
 mod transcribe;
+mod transcribe_remote;
 
 use std::process::ExitCode;
 
@@ -26,8 +37,18 @@ enum Command {
     Transcribe(transcribe::TranscribeArgs),
     /// Write every stage of the speech path for one clip to a safetensors file.
     Dump(dump::DumpArgs),
+    /// Inspect or download models.
+    Model(model_cmd::ModelCmd),
     /// Time each stage at the real E2B shapes on random weights (optionally beside Hugging Face).
     Bench(bench::BenchArgs),
+    /// Live captions from the microphone (or --input FILE) through harkd.
+    Captions(captions::CaptionsArgs),
+    /// List the audio input devices (for --device).
+    Devices(devices::DevicesArgs),
+    /// Dictation: type what you say into the focused window (push-to-talk or continuous).
+    Dictate(dictate::DictateArgs),
+    /// Timestamped transcript of the microphone or of recordings, through harkd.
+    Meeting(meeting::MeetingArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,7 +71,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Dump(args) => dump::run(args),
+        Command::Model(cmd) => model_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Captions(args) => captions::run(args),
+        Command::Devices(args) => devices::run(args),
+        Command::Dictate(args) => dictate::run(args),
+        Command::Meeting(args) => meeting::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

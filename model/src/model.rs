@@ -131,6 +131,7 @@ impl<B: Backend> SpeechModel<B> {
         device: &B::Device,
         weights: WeightDtype,
     ) -> Result<Self, LoadError> {
+        check_tensors(&ckpt)?;
         let Checkpoint {
             name,
             config,
@@ -139,16 +140,6 @@ impl<B: Backend> SpeechModel<B> {
         } = ckpt;
         let store = Arc::new(tensors);
         let n_mels = config.features.feature_size;
-        let mut expected = audio::expected_tensors(&config.audio, n_mels, config.text.hidden_size);
-        expected.extend(text::expected_tensors(&config.text));
-        let report = store.validate(&expected, |name| {
-            name.starts_with("model.vision_tower.")
-                || name.starts_with("model.embed_vision.")
-                || text::is_ignored(&config.text, name)
-        });
-        if !report.is_clean() {
-            return Err(LoadError::Weights(report));
-        }
         let loader = Loader::<B> {
             store: &store,
             device: device.clone(),
@@ -469,6 +460,29 @@ impl<B: Backend> SpeechModel<B> {
             prompt_ids: prompt.ids,
             generation,
         })
+    }
+}
+
+/// Check a checkpoint's tensors against its config: one report listing every missing,
+/// unexpected and wrongly shaped tensor (the vision tower and unused KV-shared projections are
+/// expected extras).
+pub fn check_tensors(ckpt: &Checkpoint) -> Result<(), LoadError> {
+    let config = &ckpt.config;
+    let mut expected = audio::expected_tensors(
+        &config.audio,
+        config.features.feature_size,
+        config.text.hidden_size,
+    );
+    expected.extend(text::expected_tensors(&config.text));
+    let report = ckpt.tensors.validate(&expected, |name| {
+        name.starts_with("model.vision_tower.")
+            || name.starts_with("model.embed_vision.")
+            || text::is_ignored(&config.text, name)
+    });
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(LoadError::Weights(report))
     }
 }
 
