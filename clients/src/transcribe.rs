@@ -1,6 +1,5 @@
 //! `hark transcribe`: audio files in, text out.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -9,7 +8,9 @@ use clap::{Args, ValueEnum};
 use hark_model::{BackendTask, GenerateOptions, SAMPLE_RATE, Task, run_on};
 use serde::Serialize;
 
+use crate::formats::{Format, Segment, Transcript as Document};
 use crate::model_args::ModelArgs;
+use crate::output::FileOutput;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TaskArg {
@@ -33,9 +34,24 @@ pub struct TranscribeArgs {
     /// Language to translate into (with --task translate).
     #[arg(long, required_if_eq("task", "translate"))]
     pub target_language: Option<String>,
-    /// Print one JSON object per file (text, token ids, spans, timings).
-    #[arg(long)]
+    /// Print one JSON object per file (text, token ids, spans, timings); same as
+    /// --format json.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format: txt (text per file), json (one object per file), srt or vtt
+    /// (subtitles), md (timestamped Markdown) [default: txt].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write one file per input into this directory (<name>.<format>) instead of stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Transcribe through a running harkd (ws://HOST:PORT) instead of loading a model here;
+    /// the model flags are then unused.
+    #[arg(long, value_name = "URL", conflicts_with = "stream_chunk_ms")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "HARK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Token budget per ≤ 30 s audio span.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
@@ -52,6 +68,15 @@ pub struct TranscribeArgs {
 }
 
 impl TranscribeArgs {
+    /// The output format the flags ask for.
+    pub fn output_format(&self) -> Format {
+        match self.format {
+            Some(format) => format,
+            None if self.json => Format::Json,
+            None => Format::Txt,
+        }
+    }
+
     pub fn task(&self) -> Task {
         match self.task {
             TaskArg::Transcribe => Task::Transcribe {
@@ -97,7 +122,7 @@ impl BackendTask for Job {
         let opts = GenerateOptions {
             max_new_tokens: args.max_new_tokens,
         };
-        let mut stdout = std::io::stdout().lock();
+        let output = FileOutput::new(args.output_format(), args.out_dir.clone(), args.files.len())?;
         let model = std::sync::Arc::new(model);
         for file in &args.files {
             let samples = hark_audio_io::load_mono_16k(file)
@@ -111,43 +136,70 @@ impl BackendTask for Job {
                     .filter(|t| !t.is_empty())
                     .collect::<Vec<_>>()
                     .join(" ");
-                if args.json {
-                    let result = StreamedFile {
-                        file: file.display().to_string(),
-                        model: &model.name,
-                        audio_seconds: samples.len() as f64 / SAMPLE_RATE as f64,
-                        text,
-                        finals,
-                    };
-                    serde_json::to_writer(&mut stdout, &result)?;
-                    writeln!(stdout)?;
-                } else if args.files.len() > 1 {
-                    writeln!(stdout, "{}: {text}", file.display())?;
-                } else {
-                    writeln!(stdout, "{text}")?;
-                }
+                let audio_seconds = samples.len() as f64 / SAMPLE_RATE as f64;
+                let segments: Vec<Segment> = finals
+                    .iter()
+                    .filter_map(|f| {
+                        let text = f.text.trim();
+                        (!text.is_empty()).then(|| Segment {
+                            id: f.segment_id,
+                            start: f.start,
+                            end: f.end,
+                            text: text.to_owned(),
+                        })
+                    })
+                    .collect();
+                let result = StreamedFile {
+                    file: file.display().to_string(),
+                    model: &model.name,
+                    audio_seconds,
+                    text: text.clone(),
+                    finals,
+                };
+                output.write(file, &text, &result, || {
+                    document(file, &model.name, audio_seconds, segments)
+                })?;
                 continue;
             }
             let transcript = model
                 .transcribe(&samples, &task, &opts)
                 .with_context(|| format!("cannot transcribe {}", file.display()))?;
-            if args.json {
-                let result = FileResult {
-                    file: file.display().to_string(),
-                    model: &model.name,
-                    audio_seconds: samples.len() as f64 / SAMPLE_RATE as f64,
-                    transcript,
-                };
-                serde_json::to_writer(&mut stdout, &result)?;
-                writeln!(stdout)?;
-            } else if args.files.len() > 1 {
-                writeln!(stdout, "{}: {}", file.display(), transcript.text)?;
-            } else {
-                writeln!(stdout, "{}", transcript.text)?;
-            }
+            let audio_seconds = samples.len() as f64 / SAMPLE_RATE as f64;
+            let text = transcript.text.clone();
+            let segments: Vec<Segment> = transcript
+                .spans
+                .iter()
+                .enumerate()
+                .filter(|(_, span)| !span.text.trim().is_empty())
+                .map(|(i, span)| Segment {
+                    id: i as u64,
+                    start: span.start_s,
+                    end: span.end_s,
+                    text: span.text.trim().to_owned(),
+                })
+                .collect();
+            let result = FileResult {
+                file: file.display().to_string(),
+                model: &model.name,
+                audio_seconds,
+                transcript,
+            };
+            output.write(file, &text, &result, || {
+                document(file, &model.name, audio_seconds, segments)
+            })?;
         }
         Ok(())
     }
+}
+
+/// A whole-file document (subtitles, Markdown) of timed segments.
+fn document(file: &std::path::Path, model: &str, audio_s: f64, segments: Vec<Segment>) -> Document {
+    Document::new(
+        file.display().to_string(),
+        Some(model.to_owned()),
+        audio_s,
+        segments,
+    )
 }
 
 /// Feed a clip through the streaming engine in chunks; the finals, in order.
@@ -196,6 +248,20 @@ fn stream_file<B: Backend>(
 }
 
 pub fn run(args: TranscribeArgs) -> Result<()> {
+    if let Some(server) = &args.server {
+        let translate_to = match args.task {
+            TaskArg::Translate => args.target_language.as_deref(),
+            TaskArg::Transcribe => None,
+        };
+        return crate::transcribe_remote::run(crate::transcribe_remote::RemoteJob {
+            server,
+            token: args.token.clone(),
+            language: &args.language,
+            translate_to,
+            files: &args.files,
+            output: FileOutput::new(args.output_format(), args.out_dir.clone(), args.files.len())?,
+        });
+    }
     let kind = args.model.backend()?;
     run_on(kind, Job(args))?
 }
