@@ -253,6 +253,30 @@ pub enum Logits {
     All,
 }
 
+/// One sequence's share of a (batched) forward pass.
+pub struct Request<'a, B: Backend> {
+    /// `[t, hidden]` input embeddings for the positions after the cache.
+    pub embeds: Tensor<B, 2>,
+    /// Ids for the per-layer-embedding lookup (the pad id at multimodal positions).
+    pub ple_ids: &'a [u32],
+    pub cache: &'a mut DecoderCache<B>,
+    pub logits: Logits,
+}
+
+/// The rows of one sequence inside a batched layer pass.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    /// Which request.
+    req: usize,
+    /// First row in the batch.
+    row: usize,
+    len: usize,
+    /// Position of the first row.
+    first: usize,
+    /// One past the last position the sequence holds after this pass.
+    end: usize,
+}
+
 /// cos/sin tables of one RoPE flavour for the positions of one forward pass, `[t, head_dim]`.
 struct Rotary<B: Backend> {
     cos: Tensor<B, 2>,
@@ -425,64 +449,162 @@ impl<B: Backend> TextDecoder<B> {
         cache: &mut DecoderCache<B>,
         logits: Logits,
     ) -> Option<Tensor<B, 2>> {
-        let [t, _] = embeds.dims();
-        assert_eq!(t, ple_ids.len(), "one PLE id per position");
-        assert!(t > 0, "empty forward");
-        let start = cache.len;
-        let positions: Vec<usize> = (start..start + t).collect();
+        self.forward_batch(vec![Request {
+            embeds,
+            ple_ids,
+            cache,
+            logits,
+        }])
+        .pop()
+        .expect("one result per request")
+    }
+
+    /// One forward pass over several sequences, each with its own cache and positions. Every
+    /// row-wise operation (projections, MLP, norms, per-layer inputs) runs once on the rows of
+    /// all sequences together, so the weights are read once for the whole batch; attention runs
+    /// per sequence against its own cache.
+    pub fn forward_batch(&self, requests: Vec<Request<'_, B>>) -> Vec<Option<Tensor<B, 2>>> {
+        let n = requests.len();
+        let mut embeds = Vec::with_capacity(n);
+        let mut ids = Vec::new();
+        let mut caches = Vec::with_capacity(n);
+        let mut wanted = Vec::with_capacity(n);
+        let mut segments = Vec::with_capacity(n);
+        let mut positions = Vec::new();
+        let mut rows = 0;
+        for (req, r) in requests.into_iter().enumerate() {
+            let [t, _] = r.embeds.dims();
+            assert_eq!(t, r.ple_ids.len(), "one PLE id per position");
+            assert!(t > 0, "empty forward");
+            let start = r.cache.len;
+            segments.push(Segment {
+                req,
+                row: rows,
+                len: t,
+                first: start,
+                end: start + t,
+            });
+            positions.extend(start..start + t);
+            rows += t;
+            embeds.push(r.embeds);
+            ids.extend_from_slice(r.ple_ids);
+            caches.push(r.cache);
+            wanted.push(r.logits);
+        }
+        let h = if embeds.len() == 1 {
+            embeds.pop().expect("one")
+        } else {
+            Tensor::cat(embeds, 0)
+        };
         let ple = self
             .ple
             .as_ref()
-            .map(|p| self.per_layer_inputs(p, embeds.clone(), ple_ids));
+            .map(|p| self.per_layer_inputs(p, h.clone(), &ids));
         let first_shared = self.cfg.first_shared_layer();
-        let mut h = embeds;
-        let mut rot = RotaryCache::default();
-        let end = start + t;
-        for i in 0..first_shared {
-            let ple_i = ple.as_ref().map(|p| layer_slice(p, i));
-            h = self.layers[i].forward(self, h, &positions, end, ple_i, cache, i, &mut rot);
-        }
-        cache.len = end;
-        if logits == Logits::None && first_shared < self.layers.len() {
-            return None;
-        }
-        // Positions whose logits are read; KV-shared layers run only on those.
-        let keep = match logits {
-            Logits::None | Logits::All => t,
-            Logits::Last => 1,
-            Logits::Tail(n) => n.clamp(1, t),
-        };
-        let (h, positions, ple) = if keep < t && first_shared < self.layers.len() {
-            let from = t - keep;
-            (
-                h.narrow(0, from, keep),
-                positions[from..].to_vec(),
-                ple.map(|p| p.narrow(0, from, keep)),
-            )
-        } else {
-            (h, positions, ple)
-        };
         let mut h = h;
         let mut rot = RotaryCache::default();
-        for i in first_shared..self.layers.len() {
+        for i in 0..first_shared {
             let ple_i = ple.as_ref().map(|p| layer_slice(p, i));
-            h = self.layers[i].forward(self, h, &positions, end, ple_i, cache, i, &mut rot);
+            h = self.layers[i].forward(
+                self,
+                h,
+                &segments,
+                &positions,
+                ple_i,
+                &mut caches,
+                i,
+                &mut rot,
+            );
         }
-        if logits == Logits::None {
-            return None;
+        for seg in &segments {
+            caches[seg.req].len = seg.end;
         }
-        let rows = h.dims()[0];
-        let h = if rows > keep {
-            h.narrow(0, rows - keep, keep)
-        } else {
-            h
+        let shared = first_shared < self.layers.len();
+        if !shared && wanted.iter().all(|&w| w == Logits::None) {
+            return vec![None; n];
+        }
+        // Rows whose logits are read; KV-shared layers run only on those.
+        let keep = |seg: &Segment| match wanted[seg.req] {
+            Logits::None => 0,
+            Logits::All => seg.len,
+            Logits::Last => 1,
+            Logits::Tail(k) => k.clamp(1, seg.len),
         };
+        let mut kept_segments = Vec::with_capacity(n);
+        let mut kept_positions = Vec::new();
+        let mut pick = Vec::new();
+        let mut row = 0;
+        for seg in &segments {
+            let k = keep(seg);
+            if k == 0 {
+                continue;
+            }
+            pick.push((seg.row + seg.len - k, k));
+            kept_segments.push(Segment {
+                req: seg.req,
+                row,
+                len: k,
+                first: seg.end - k,
+                end: seg.end,
+            });
+            kept_positions.extend(seg.end - k..seg.end);
+            row += k;
+        }
+        if kept_segments.is_empty() {
+            return vec![None; n];
+        }
+        let select = |x: Tensor<B, 2>| -> Tensor<B, 2> {
+            if pick.len() == 1 && pick[0] == (0, x.dims()[0]) {
+                return x;
+            }
+            let parts: Vec<_> = pick
+                .iter()
+                .map(|&(from, k)| x.clone().narrow(0, from, k))
+                .collect();
+            if parts.len() == 1 {
+                parts.into_iter().next().expect("one")
+            } else {
+                Tensor::cat(parts, 0)
+            }
+        };
+        let mut h = if shared { select(h) } else { h };
+        if shared {
+            let ple = ple.map(|p| {
+                let parts: Vec<_> = pick
+                    .iter()
+                    .map(|&(from, k)| p.clone().narrow(0, from, k))
+                    .collect();
+                Tensor::cat(parts, 0)
+            });
+            let mut rot = RotaryCache::default();
+            for i in first_shared..self.layers.len() {
+                let ple_i = ple.as_ref().map(|p| layer_slice(p, i));
+                h = self.layers[i].forward(
+                    self,
+                    h,
+                    &kept_segments,
+                    &kept_positions,
+                    ple_i,
+                    &mut caches,
+                    i,
+                    &mut rot,
+                );
+            }
+        } else {
+            // Every layer already ran on every row: keep the rows whose logits are read.
+            h = select(h);
+        }
         let h = self.norm.forward(h);
         let out = self.lm_head.as_ref().unwrap_or(&self.embed).forward(h);
-        Some(match self.cfg.final_logit_softcap {
+        let out = match self.cfg.final_logit_softcap {
             Some(cap) => softcap(out, cap),
             None => out,
-        })
+        };
+        let mut results = vec![None; n];
+        for seg in &kept_segments {
+            results[seg.req] = Some(out.clone().narrow(0, seg.row, seg.len));
+        }
+        results
     }
 
     /// `[t, layers, ple_dim]`: (context projection + identity rows) / √2.
@@ -585,15 +707,15 @@ impl<B: Backend> DecoderLayer<B> {
         &self,
         dec: &TextDecoder<B>,
         h: Tensor<B, 2>,
+        segments: &[Segment],
         positions: &[usize],
-        end: usize,
         ple: Option<Tensor<B, 2>>,
-        cache: &mut DecoderCache<B>,
+        caches: &mut [&mut DecoderCache<B>],
         index: usize,
         rot: &mut RotaryCache<B>,
     ) -> Tensor<B, 2> {
         let a = self.input_norm.forward(h.clone());
-        let a = self.attention(dec, a, positions, end, cache, index, rot);
+        let a = self.attention(dec, a, segments, positions, caches, index, rot);
         let h = h + self.post_attn_norm.forward(a);
         let m = self.pre_ff_norm.forward(h.clone());
         let m = self
@@ -608,35 +730,37 @@ impl<B: Backend> DecoderLayer<B> {
         h.mul_scalar(self.layer_scalar)
     }
 
+    /// Projections and RoPE on all rows at once; then, per sequence, the cache write and the
+    /// attention over that sequence's own keys.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         dec: &TextDecoder<B>,
         x: Tensor<B, 2>,
+        segments: &[Segment],
         positions: &[usize],
-        end: usize,
-        cache: &mut DecoderCache<B>,
+        caches: &mut [&mut DecoderCache<B>],
         index: usize,
         rot: &mut RotaryCache<B>,
     ) -> Tensor<B, 2> {
         let spec = &self.spec;
-        let t = positions.len();
+        let rows = positions.len();
         let (nh, hd, kvh) = (dec.cfg.num_heads, spec.head_dim, spec.num_kv_heads);
         let (cos, sin) = rot.get(dec, &spec.rope, hd, positions);
         let a = &self.attn;
         let q = a
             .q_norm
-            .forward(a.q.forward(x.clone()).reshape([t, nh, hd]));
+            .forward(a.q.forward(x.clone()).reshape([rows, nh, hd]));
         let q = apply_rope(q, &cos, &sin);
-        let source = match spec.kv_source {
+        let own_kv = match spec.kv_source {
             KvSource::Own => {
                 let k_proj =
                     a.k.as_ref()
                         .expect("own-KV layers have k_proj")
                         .forward(x.clone())
-                        .reshape([t, kvh, hd]);
+                        .reshape([rows, kvh, hd]);
                 let v_raw = match &a.v {
-                    Some(v) => v.forward(x).reshape([t, kvh, hd]),
+                    Some(v) => v.forward(x).reshape([rows, kvh, hd]),
                     None => k_proj.clone(),
                 };
                 let k = a
@@ -644,20 +768,53 @@ impl<B: Backend> DecoderLayer<B> {
                     .as_ref()
                     .expect("own-KV layers have k_norm")
                     .forward(k_proj);
-                let k = apply_rope(k, &cos, &sin);
-                let v = a.v_norm.forward(v_raw);
+                Some((apply_rope(k, &cos, &sin), a.v_norm.forward(v_raw)))
+            }
+            KvSource::Shared(_) => None,
+        };
+        let source = match spec.kv_source {
+            KvSource::Own => index,
+            KvSource::Shared(p) => p,
+        };
+        let mut outs = Vec::with_capacity(segments.len());
+        for seg in segments {
+            let cache = &mut *caches[seg.req];
+            if let Some((k, v)) = &own_kv {
                 let layer_cache = cache.layers[index]
                     .as_mut()
                     .expect("own-KV layers have a cache");
-                layer_cache.write(positions[0], k.swap_dims(0, 1), v.swap_dims(0, 1));
-                index
+                let k = k.clone().narrow(0, seg.row, seg.len).swap_dims(0, 1);
+                let v = v.clone().narrow(0, seg.row, seg.len).swap_dims(0, 1);
+                layer_cache.write(seg.first, k, v);
             }
-            KvSource::Shared(p) => p,
+            let q = q.clone().narrow(0, seg.row, seg.len);
+            outs.push(self.attend(dec, q, seg, &*cache, source));
+        }
+        let out = if outs.len() == 1 {
+            outs.pop().expect("one")
+        } else {
+            Tensor::cat(outs, 0)
         };
+        a.o.forward(out)
+    }
+
+    /// Attention of one sequence's queries (`[t, heads, head_dim]`, positions
+    /// `seg.first..seg.first + t`) over its cached keys up to `seg.end`.
+    fn attend(
+        &self,
+        dec: &TextDecoder<B>,
+        q: Tensor<B, 3>,
+        seg: &Segment,
+        cache: &DecoderCache<B>,
+        source: usize,
+    ) -> Tensor<B, 2> {
+        let spec = &self.spec;
+        let t = seg.len;
+        let (nh, hd, kvh) = (dec.cfg.num_heads, spec.head_dim, spec.num_kv_heads);
+        let end = seg.end;
         // Keys visible to the earliest query.
-        let first = positions[0];
         let from = match spec.kind {
-            LayerKind::Sliding { window } => (first + 1).saturating_sub(window),
+            LayerKind::Sliding { window } => (seg.first + 1).saturating_sub(window),
             LayerKind::Full => 0,
         };
         let (keys, values) = cache.layers[source]
@@ -674,7 +831,7 @@ impl<B: Backend> DecoderLayer<B> {
         let scores = q.matmul(keys.swap_dims(1, 2)); // [kvh, groups·t, span]
         let mut masked = Vec::with_capacity(t * span);
         let mut any = false;
-        for &p in positions {
+        for p in seg.first..seg.first + t {
             for s in from..end {
                 let allowed = s <= p
                     && match spec.kind {
@@ -697,10 +854,8 @@ impl<B: Backend> DecoderLayer<B> {
         };
         let probs = activation::softmax(scores, 2);
         let out = probs.matmul(values); // [kvh, groups·t, hd]
-        let out = out
-            .reshape([kvh, groups, t, hd])
+        out.reshape([kvh, groups, t, hd])
             .permute([2, 0, 1, 3])
-            .reshape([t, nh * hd]);
-        a.o.forward(out)
+            .reshape([t, nh * hd])
     }
 }
