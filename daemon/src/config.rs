@@ -177,6 +177,9 @@ pub struct Config {
     pub max_sessions: usize,
     /// Inference worker threads; 0 = automatic (see `resolved_workers`).
     pub workers: usize,
+    /// Most decoder passes of different streams run as one batched forward pass; 0 = automatic
+    /// (16 on a GPU, off on a CPU), 1 = no batching.
+    pub batch: usize,
     /// Language (BCP 47) used when a client does not name one.
     pub default_language: String,
     /// Token budget per hypothesis.
@@ -215,6 +218,7 @@ impl Default for Config {
             token_file: None,
             max_sessions: 64,
             workers: 0,
+            batch: 0,
             default_language: "en".into(),
             max_new_tokens: 192,
             partial_interval_ms: 240,
@@ -271,6 +275,10 @@ pub struct Cli {
     /// Inference worker threads; 0 = one per two CPU cores (one on a GPU) [default: 0].
     #[arg(long, env = "HARKD_WORKERS")]
     pub workers: Option<usize>,
+    /// Decoder passes of different streams batched into one forward pass; 0 = 16 on a GPU,
+    /// off on a CPU; 1 = off [default: 0].
+    #[arg(long, env = "HARKD_BATCH")]
+    pub batch: Option<usize>,
     /// Language (BCP 47) when a client names none [default: en].
     #[arg(long, env = "HARKD_DEFAULT_LANGUAGE")]
     pub default_language: Option<String>,
@@ -349,6 +357,7 @@ impl Config {
         }
         set(&mut self.max_sessions, &cli.max_sessions);
         set(&mut self.workers, &cli.workers);
+        set(&mut self.batch, &cli.batch);
         set(&mut self.default_language, &cli.default_language);
         set(&mut self.max_new_tokens, &cli.max_new_tokens);
         set(&mut self.limits.idle_timeout_s, &cli.idle_timeout_s);
@@ -365,6 +374,9 @@ impl Config {
         }
         if self.workers > 256 {
             return Err(invalid("workers", format!("{} is above 256", self.workers)));
+        }
+        if self.batch > 256 {
+            return Err(invalid("batch", format!("{} is above 256", self.batch)));
         }
         if language_name(&self.default_language).is_none() {
             return Err(invalid(
@@ -484,12 +496,24 @@ impl Config {
     /// Worker threads: the setting, or one per two CPU cores on CPU backends (each worker's
     /// matmuls are themselves multi-threaded) and one on a GPU (kernels of one device run in
     /// order anyway, until cross-stream batching lands).
+    /// Largest decoder batch; 1 = no batching. On a CPU the cores are already busy with one
+    /// stream's matrix products, so batching buys little and adds waiting.
+    pub fn resolved_batch(&self, kind: BackendKind) -> usize {
+        match (self.batch, kind) {
+            (0, BackendKind::Cuda) => 16,
+            (0, _) => 1,
+            (n, _) => n,
+        }
+    }
+
     pub fn resolved_workers(&self, kind: BackendKind) -> usize {
         if self.workers > 0 {
             return self.workers;
         }
         match kind {
-            BackendKind::Cuda => 1,
+            // Workers run their streams' encoders and hand decoder passes to the batcher; a few
+            // keep the GPU fed while one waits on a batch.
+            BackendKind::Cuda => 4,
             _ => {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 (cores / 2).max(1)

@@ -8,7 +8,8 @@ use hark_model::backend::BackendError;
 use hark_model::{BackendKind, BackendTask, Checkpoint, LoadError, SpeechModel, synthetic};
 
 use crate::config::{Config, ConfigError};
-use crate::scheduler::{Scheduler, SchedulerConfig, stream_factory};
+use crate::scheduler::{Scheduler, SchedulerConfig, batched_stream_factory, stream_factory};
+use hark_streaming::batcher::Batcher;
 
 /// Prefix of the `model` setting that builds a checkpoint with random weights in memory, for
 /// load tests at the real shapes without the real weights (`synthetic:e2b`, `synthetic:tiny`).
@@ -44,7 +45,13 @@ pub struct LoadedModel {
     pub weights: hark_model::WeightDtype,
     /// The workers.
     pub scheduler: Scheduler,
+    /// The decoder batcher the workers' streams share, when batching is on. Declared after the
+    /// scheduler: its thread ends once the workers (holding its clients) are gone.
+    _batcher: Option<Box<dyn Send + Sync>>,
 }
+
+/// How long the batcher waits for the other streams' passes before running a partial batch.
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// Load the checkpoint the configuration names and start the workers. Blocking (seconds
 /// for a real model): run it on a blocking thread.
@@ -58,11 +65,13 @@ pub fn load(cfg: &Config) -> Result<LoadedModel, ModelLoadError> {
         shed_partials_after_ms: cfg.shed_partials_after_ms,
         queue_ms: cfg.queue_s.saturating_mul(1000),
     };
+    let batch = cfg.resolved_batch(kind);
     let task = Start {
         ckpt,
         kind,
         weights: cfg.weights,
         scheduler: scheduler_config,
+        batch,
     };
     let loaded = hark_model::run_on(kind, task)??;
     tracing::info!(
@@ -70,6 +79,7 @@ pub fn load(cfg: &Config) -> Result<LoadedModel, ModelLoadError> {
         backend = %kind,
         weights = ?loaded.weights,
         workers = loaded.scheduler.workers(),
+        batch,
         "model loaded in {:.2} s",
         started.elapsed().as_secs_f64()
     );
@@ -109,6 +119,7 @@ struct Start {
     kind: BackendKind,
     weights: crate::config::Weights,
     scheduler: SchedulerConfig,
+    batch: usize,
 }
 
 impl BackendTask for Start {
@@ -133,12 +144,21 @@ impl BackendTask for Start {
                 source,
             }
         })?;
-        let scheduler = Scheduler::start(stream_factory(Arc::new(model)), self.scheduler);
+        let model = Arc::new(model);
+        let (factory, batcher) = if self.batch > 1 {
+            let batcher = Batcher::start(model.clone(), self.batch, BATCH_WAIT);
+            let factory = batched_stream_factory(model, batcher.client());
+            (factory, Some(Box::new(batcher) as Box<dyn Send + Sync>))
+        } else {
+            (stream_factory(model), None)
+        };
+        let scheduler = Scheduler::start(factory, self.scheduler);
         Ok(LoadedModel {
             name,
             backend: self.kind,
             weights,
             scheduler,
+            _batcher: batcher,
         })
     }
 }

@@ -169,6 +169,14 @@ pub struct DecoderCache<B: Backend> {
 }
 
 impl<B: Backend> DecoderCache<B> {
+    /// A placeholder holding nothing (for moving a cache out of a struct temporarily).
+    pub fn empty() -> Self {
+        Self {
+            layers: Vec::new(),
+            len: 0,
+        }
+    }
+
     /// Number of positions held.
     pub fn len(&self) -> usize {
         self.len

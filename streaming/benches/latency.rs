@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use burn::backend::Flex;
 use hark_model::{Checkpoint, SAMPLE_RATE, SpeechModel, WeightDtype};
-use hark_streaming::segment::{PromptParts, SegmentDecoder};
+use hark_streaming::segment::{DecoderExec, PromptParts, SegmentDecoder};
 use hark_streaming::{Event, Stream, StreamConfig};
 
 type B = Flex;
@@ -149,7 +149,7 @@ fn main() {
     let prompt = model.prompt(&Default::default(), 0).unwrap();
     let parts = Arc::new(PromptParts::new(&prompt));
     let prefix = SegmentDecoder::prefill_prefix(&model, &parts);
-    let mut seg = SegmentDecoder::new(model.clone(), parts, &prefix, 64);
+    let mut seg = SegmentDecoder::new(model.clone(), parts, &prefix, 64, DecoderExec::Direct);
     println!(
         "\npartial update cost vs utterance length ({} s, one update per second of audio):",
         long.len() / SAMPLE_RATE as usize

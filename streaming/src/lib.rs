@@ -6,6 +6,7 @@
 //! persistent KV cache, speculative re-decoding); [`commit`] decides which text is final;
 //! [`stream`] ties them into one stream's state machine emitting [`Event`]s.
 
+pub mod batcher;
 pub mod commit;
 pub mod engine;
 pub mod events;

@@ -17,6 +17,25 @@ use hark_model::features::MelExtractor;
 use hark_model::prompt::Prompt;
 use hark_model::text::{DecoderCache, Logits};
 
+use crate::batcher::{BatchClient, Phase};
+
+/// How a segment runs its decoder passes.
+pub enum DecoderExec<B: Backend> {
+    /// On the calling thread.
+    Direct,
+    /// Through the engine's batcher, together with other streams' passes.
+    Batched(BatchClient<B>),
+}
+
+impl<B: Backend> Clone for DecoderExec<B> {
+    fn clone(&self) -> Self {
+        match self {
+            DecoderExec::Direct => DecoderExec::Direct,
+            DecoderExec::Batched(c) => DecoderExec::Batched(c.clone()),
+        }
+    }
+}
+
 /// A decoded hypothesis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hypothesis {
@@ -62,6 +81,7 @@ pub struct SegmentDecoder<B: Backend> {
     draft: Vec<u32>,
     draft_stopped: bool,
     max_new_tokens: usize,
+    exec: DecoderExec<B>,
 }
 
 impl<B: Backend> SegmentDecoder<B> {
@@ -72,6 +92,7 @@ impl<B: Backend> SegmentDecoder<B> {
         parts: Arc<PromptParts>,
         prefix_cache: &DecoderCache<B>,
         max_new_tokens: usize,
+        exec: DecoderExec<B>,
     ) -> Self {
         let mel = MelExtractor::new(model.mel.clone());
         let encoder = model.encoder.new_state(false);
@@ -87,6 +108,31 @@ impl<B: Backend> SegmentDecoder<B> {
             max_new_tokens,
             model,
             parts,
+            exec,
+        }
+    }
+
+    /// One decoder pass on this segment's cache, direct or batched.
+    fn forward(
+        &mut self,
+        embeds: Tensor<B, 2>,
+        ids: &[u32],
+        logits: Logits,
+    ) -> Option<Tensor<B, 2>> {
+        match &self.exec {
+            DecoderExec::Direct => self
+                .model
+                .decoder
+                .forward(embeds, ids, &mut self.cache, logits),
+            DecoderExec::Batched(client) => client.forward(embeds, ids, &mut self.cache, logits),
+        }
+    }
+
+    /// Announce a run of decoder passes to the batcher (none when direct).
+    fn phase(&self) -> Option<Phase> {
+        match &self.exec {
+            DecoderExec::Direct => None,
+            DecoderExec::Batched(client) => Some(client.phase()),
         }
     }
 
@@ -134,9 +180,8 @@ impl<B: Backend> SegmentDecoder<B> {
             return 0;
         }
         let pad = self.model.config.text.pad_token_id;
-        self.model
-            .decoder
-            .forward(embeds, &vec![pad; n], &mut self.cache, Logits::None);
+        let _phase = self.phase();
+        self.forward(embeds, &vec![pad; n], Logits::None);
         self.audio_tokens += n;
         n
     }
@@ -145,8 +190,10 @@ impl<B: Backend> SegmentDecoder<B> {
     /// taken as given; the rest of the previous hypothesis is verified in one pass.
     pub fn hypothesis(&mut self, forced: &[u32]) -> Hypothesis {
         let model = self.model.clone();
+        let _phase = self.phase();
         let audio_end = self.cache.len();
-        let suffix = &self.parts.suffix;
+        let parts = self.parts.clone();
+        let suffix = &parts.suffix;
         // Draft: the forced tokens, then whatever of the previous hypothesis extends them.
         let mut draft = forced.to_vec();
         if self.draft.starts_with(forced) {
@@ -165,9 +212,8 @@ impl<B: Backend> SegmentDecoder<B> {
         }
         let rows = input.len() - suffix.len() + 1;
         let embeds = model.decoder.embed_tokens(&input);
-        let logits = model
-            .decoder
-            .forward(embeds, &input, &mut self.cache, Logits::Tail(rows))
+        let logits = self
+            .forward(embeds, &input, Logits::Tail(rows))
             .expect("logits requested");
         let predicted = model.argmax_rows(logits);
         // predicted[i] is the model's choice for draft position i (i = draft.len(): after it).
@@ -198,9 +244,8 @@ impl<B: Backend> SegmentDecoder<B> {
                     break;
                 }
                 let embeds = model.decoder.embed_tokens(&[next]);
-                let logits = model
-                    .decoder
-                    .forward(embeds, &[next], &mut self.cache, Logits::Last)
+                let logits = self
+                    .forward(embeds, &[next], Logits::Last)
                     .expect("logits requested");
                 next = model.argmax_rows(logits)[0];
                 decoded += 1;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::commit::{CommitTracker, Stability};
 use crate::events::{ErrorCode, Event, Final, FinalReason, Partial};
-use crate::segment::{PromptParts, SegmentDecoder};
+use crate::segment::{DecoderExec, PromptParts, SegmentDecoder};
 use crate::vad::{GateConfig, GateEvent, SpeechGate, VadError};
 
 /// How a stream behaves.
@@ -97,6 +97,7 @@ pub struct Stream<B: Backend> {
     next_segment_id: u64,
     max_span: usize,
     closed: bool,
+    exec: DecoderExec<B>,
 }
 
 fn seconds(samples: u64) -> f64 {
@@ -104,7 +105,17 @@ fn seconds(samples: u64) -> f64 {
 }
 
 impl<B: Backend> Stream<B> {
+    /// A stream running its decoder passes on the calling thread.
     pub fn new(model: Arc<SpeechModel<B>>, cfg: StreamConfig) -> Result<Self, StreamError> {
+        Self::with_exec(model, cfg, DecoderExec::Direct)
+    }
+
+    /// A stream whose decoder passes go through `exec` (e.g. the engine's batcher).
+    pub fn with_exec(
+        model: Arc<SpeechModel<B>>,
+        cfg: StreamConfig,
+        exec: DecoderExec<B>,
+    ) -> Result<Self, StreamError> {
         let gate = cfg.vad.clone().map(SpeechGate::new).transpose()?;
         let prompt = model.prompt(&cfg.task, 0)?;
         let parts = Arc::new(PromptParts::new(&prompt));
@@ -122,6 +133,7 @@ impl<B: Backend> Stream<B> {
             next_segment_id: 0,
             max_span,
             closed: false,
+            exec,
         })
     }
 
@@ -267,6 +279,7 @@ impl<B: Backend> Stream<B> {
             self.parts.clone(),
             &self.prefix_cache,
             self.cfg.max_new_tokens,
+            self.exec.clone(),
         );
         self.segment = Some(OpenSegment {
             id,
@@ -363,6 +376,7 @@ impl<B: Backend> Stream<B> {
                 self.parts.clone(),
                 &self.prefix_cache,
                 self.cfg.max_new_tokens,
+                self.exec.clone(),
             ),
             commit: seg.commit,
             audio: Vec::new(),
@@ -387,6 +401,7 @@ impl<B: Backend> Stream<B> {
                 self.parts.clone(),
                 &self.prefix_cache,
                 self.cfg.max_new_tokens,
+                self.exec.clone(),
             ),
             commit: CommitTracker::new(self.cfg.stability),
             audio: Vec::new(),

@@ -465,3 +465,62 @@ fn flush_finalises_and_keeps_listening() {
         "closed streams refuse audio"
     );
 }
+
+/// Streams on several threads whose decoder passes are batched together give exactly what
+/// each gives alone (the batched pass is the same computation row by row).
+#[test]
+fn batched_decoder_passes_equal_direct() {
+    use hark_streaming::batcher::Batcher;
+    use hark_streaming::segment::DecoderExec;
+
+    let m = model("varied");
+    let batcher = Batcher::start(m.clone(), 8, std::time::Duration::from_millis(5));
+    let cfg = StreamConfig {
+        vad: None,
+        partials: true,
+        max_new_tokens: 12,
+        partial_interval_ms: 120,
+        ..Default::default()
+    };
+    let finals = |events: &[Event]| -> Vec<Vec<u32>> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Final(f) => Some(f.token_ids.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let threads: Vec<_> = CLIPS
+        .iter()
+        .map(|c| {
+            let (m, cfg, client) = (m.clone(), cfg.clone(), batcher.client());
+            let x = clip(c);
+            std::thread::spawn(move || {
+                let mut s = Stream::with_exec(m, cfg, DecoderExec::Batched(client)).unwrap();
+                let mut events = Vec::new();
+                for r in chunks(x.len(), &[3_200, 1_777]) {
+                    s.push(&x[r], true, &mut events).unwrap();
+                }
+                s.close(&mut events);
+                events
+            })
+        })
+        .collect();
+    let batched: Vec<Vec<Event>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for (c, events) in CLIPS.iter().zip(&batched) {
+        let (_, direct) = stream_finals(&m, &clip(c), &[3_200, 1_777], true, 12);
+        assert_eq!(finals(events), finals(&direct), "{c}");
+        assert!(!finals(events).concat().is_empty(), "{c}: no text");
+    }
+    let stats = batcher.stats();
+    let (batches, sequences) = (
+        stats.batches.load(std::sync::atomic::Ordering::Relaxed),
+        stats.sequences.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(batches > 0, "nothing went through the batcher");
+    assert!(
+        sequences > batches,
+        "{sequences} passes in {batches} batches: never more than one per batch"
+    );
+}

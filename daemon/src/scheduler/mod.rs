@@ -12,9 +12,10 @@
 //! backlog of every stream (lag, back-pressure, queue depth) and the busy time of each worker
 //! (real-time factor).
 //!
-//! Today every stream runs its own forward passes during its turn; nothing is batched across
-//! streams. The turn loop in `worker.rs` is the place where a batched decoder step would
-//! gather the pending work of all its streams into one forward pass.
+//! With batching on (`batch` > 1, the default on a GPU) the streams' decoder passes go through
+//! one [`hark_streaming::batcher::Batcher`]: each worker runs its stream's encoder itself and
+//! hands the decoder pass to the batcher, which runs the passes of all workers in a decoder
+//! phase as one forward pass.
 
 mod worker;
 
@@ -27,6 +28,8 @@ use std::time::Duration;
 use burn::tensor::backend::Backend;
 use hark_audio_io::{RingProducer, audio_ring};
 use hark_model::{SAMPLE_RATE, SpeechModel};
+use hark_streaming::batcher::BatchClient;
+use hark_streaming::segment::DecoderExec;
 use hark_streaming::{Event, Stream, StreamConfig, StreamError};
 use tokio::sync::{Notify, mpsc as tmpsc};
 
@@ -80,6 +83,22 @@ where
 {
     Arc::new(move |cfg| {
         Stream::new(model.clone(), cfg).map(|s| Box::new(s) as Box<dyn StreamDriver>)
+    })
+}
+
+/// The factory for streams of `model` whose decoder passes go through a shared batcher.
+pub fn batched_stream_factory<B: Backend>(
+    model: Arc<SpeechModel<B>>,
+    batcher: BatchClient<B>,
+) -> StreamFactory
+where
+    Stream<B>: Send,
+    SpeechModel<B>: Send + Sync,
+    BatchClient<B>: Send + Sync,
+{
+    Arc::new(move |cfg| {
+        Stream::with_exec(model.clone(), cfg, DecoderExec::Batched(batcher.clone()))
+            .map(|s| Box::new(s) as Box<dyn StreamDriver>)
     })
 }
 

@@ -548,10 +548,14 @@ impl Session {
             } => match event {
                 Event::SpeechStarted { segment_id, at } => {
                     run.segment_start = Some((segment_id, samples_at(at)));
-                    Some((
-                        ServerMessage::SpeechStarted(SpeechStarted { at: round_ms(at) }),
-                        false,
-                    ))
+                    // Without endpointing no voice detector runs: a segment opening is not
+                    // voice activity.
+                    run.vad().then(|| {
+                        (
+                            ServerMessage::SpeechStarted(SpeechStarted { at: round_ms(at) }),
+                            false,
+                        )
+                    })
                 }
                 Event::Partial(p) => run
                     .partial_message(p, position, backlog)
@@ -561,10 +565,12 @@ impl Session {
                     run.keep_final(msg.clone());
                     Some((ServerMessage::Final(msg), false))
                 }
-                Event::SpeechStopped { at, .. } => Some((
-                    ServerMessage::SpeechStopped(SpeechStopped { at: round_ms(at) }),
-                    false,
-                )),
+                Event::SpeechStopped { at, .. } => run.vad().then(|| {
+                    (
+                        ServerMessage::SpeechStopped(SpeechStopped { at: round_ms(at) }),
+                        false,
+                    )
+                }),
                 Event::Error { message, .. } => {
                     return Err(fatal(ErrorCode::Internal, message));
                 }
@@ -642,6 +648,7 @@ impl Session {
             End::Gone => {
                 out.abandon();
                 let Some(run) = run else {
+                    metrics::counter!(m::DISCONNECTS, "reason" => "client_gone").increment(1);
                     return;
                 };
                 let window = state.limits.resume_window_s;
@@ -746,6 +753,11 @@ async fn recv(link: Option<&mut StreamLink>) -> Option<Output> {
 }
 
 impl Running {
+    /// Whether voice activity detection runs (silence endpointing on).
+    fn vad(&self) -> bool {
+        effective_endpointing_ms(&self.start) > 0
+    }
+
     /// Convert and queue `frames` sample frames of interleaved audio.
     async fn push_audio(
         &mut self,
