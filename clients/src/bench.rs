@@ -100,6 +100,10 @@ pub struct BenchReport {
     pub end_to_end_ms: f64,
     pub rss_after_load_gb: f64,
     pub peak_rss_gb: f64,
+    /// One-minute load average of the machine before building the model and after the last
+    /// run (other work on the machine skews every figure).
+    pub load_avg_before: f64,
+    pub load_avg_after: f64,
     /// Every warm run, per stage (decode: ms per token).
     pub samples_ms: StageSamples,
 }
@@ -190,6 +194,7 @@ fn measure<B: Backend>(
 ) -> Result<(BenchReport, Inputs)> {
     let (name, config, generation) = model_config(args)?;
     let samples = bench_audio(args)?;
+    let load_avg_before = load_avg().unwrap_or(f64::NAN);
 
     let started = Instant::now();
     let ckpt = synthetic::checkpoint(&name, &config, generation.as_ref(), args.seed)
@@ -307,7 +312,7 @@ fn measure<B: Backend>(
         model: name,
         backend: kind.name().to_string(),
         weights: format!("{weights:?}").to_lowercase(),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: cpu_threads(),
         audio_seconds,
         audio_tokens: prompt.audio_len,
         prompt_tokens: prompt.ids.len(),
@@ -329,6 +334,8 @@ fn measure<B: Backend>(
             + decode_ms_per_token * args.decode_steps as f64,
         rss_after_load_gb,
         peak_rss_gb: rss_gb("VmHWM:").unwrap_or(f64::NAN),
+        load_avg_before,
+        load_avg_after: load_avg().unwrap_or(f64::NAN),
         samples_ms: s,
     };
     let inputs = Inputs {
@@ -363,6 +370,21 @@ fn rss_gb(field: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024.0 / 1e9)
+}
+
+/// One-minute load average (Linux).
+fn load_avg() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Threads the CPU backends compute with: rayon's pool size.
+fn cpu_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The name, `config.json` and `generation_config.json` values of the model to build.
@@ -507,7 +529,7 @@ fn table(h: &BenchReport, hf: Option<&Value>) -> String {
     };
     let mut out = format!(
         "hark bench: {} on {} ({} weights, {} threads), {:.1} s of audio = {} audio tokens, \
-         {}-token prompt; median of {} warm runs\n\
+         {}-token prompt; median of {} warm runs; load average {:.1} → {:.1}\n\
          checkpoint {:.2} GB (bf16, built in memory in {:.1} s), loaded in {:.1} s\n\n",
         h.model,
         h.backend,
@@ -517,6 +539,8 @@ fn table(h: &BenchReport, hf: Option<&Value>) -> String {
         h.audio_tokens,
         h.prompt_tokens,
         h.runs,
+        h.load_avg_before,
+        h.load_avg_after,
         h.checkpoint_gb,
         h.build_s,
         h.load_s,
@@ -648,6 +672,8 @@ mod tests {
             end_to_end_ms: 4404.0,
             rss_after_load_gb: 14.0,
             peak_rss_gb: 15.0,
+            load_avg_before: 1.0,
+            load_avg_after: 1.0,
             samples_ms: StageSamples::default(),
         }
     }

@@ -517,7 +517,8 @@ mod tests {
             srt.push(s).unwrap();
             vtt.push(s).unwrap();
         }
-        drop((srt, vtt));
+        // The writers borrow the buffers; end the borrows before reading them.
+        let _ = (srt, vtt);
         let srt = String::from_utf8(srt_out).unwrap();
         assert_eq!(
             srt,
