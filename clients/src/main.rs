@@ -5,6 +5,7 @@ mod captions;
 mod devices;
 mod dictate;
 mod dump;
+mod eval;
 mod formats;
 mod input;
 mod live;
@@ -37,6 +38,8 @@ enum Command {
     Transcribe(transcribe::TranscribeArgs),
     /// Write every stage of the speech path for one clip to a safetensors file.
     Dump(dump::DumpArgs),
+    /// Word error rate over a manifest, offline and through the streaming engine.
+    Eval(eval::EvalArgs),
     /// Inspect or download models.
     Model(model_cmd::ModelCmd),
     /// Time each stage at the real E2B shapes on random weights (optionally beside Hugging Face).
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Dump(args) => dump::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Captions(args) => captions::run(args),

@@ -128,14 +128,21 @@ impl BackendTask for Job {
             let samples = hark_audio_io::load_mono_16k(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             if let Some(chunk_ms) = args.stream_chunk_ms {
-                let finals = stream_file(&model, &args, &task, &samples, chunk_ms)
+                let cfg = hark_streaming::StreamConfig {
+                    task: task.clone(),
+                    vad: if args.no_vad {
+                        None
+                    } else {
+                        Some(Default::default())
+                    },
+                    // Only finals are printed: no partial is decoded.
+                    partials: false,
+                    max_new_tokens: args.max_new_tokens,
+                    ..Default::default()
+                };
+                let finals = stream_file(&model, cfg, &samples, chunk_ms, args.realtime)
                     .with_context(|| format!("cannot transcribe {}", file.display()))?;
-                let text = finals
-                    .iter()
-                    .map(|f| f.text.as_str())
-                    .filter(|t| !t.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let text = finals_text(&finals);
                 let audio_seconds = samples.len() as f64 / SAMPLE_RATE as f64;
                 let segments: Vec<Segment> = finals
                     .iter()
@@ -202,32 +209,21 @@ fn document(file: &std::path::Path, model: &str, audio_s: f64, segments: Vec<Seg
     )
 }
 
-/// Feed a clip through the streaming engine in chunks; the finals, in order.
-fn stream_file<B: Backend>(
+/// Feed a clip through the streaming engine in chunks of `chunk_ms`, as fast as possible or
+/// paced at real time; the finals, in order.
+pub fn stream_file<B: Backend>(
     model: &std::sync::Arc<hark_model::SpeechModel<B>>,
-    args: &TranscribeArgs,
-    task: &Task,
+    cfg: hark_streaming::StreamConfig,
     samples: &[f32],
     chunk_ms: u32,
+    realtime: bool,
 ) -> Result<Vec<hark_streaming::Final>> {
-    let cfg = hark_streaming::StreamConfig {
-        task: task.clone(),
-        vad: if args.no_vad {
-            None
-        } else {
-            Some(Default::default())
-        },
-        // Only finals are printed: no partial is decoded.
-        partials: false,
-        max_new_tokens: args.max_new_tokens,
-        ..Default::default()
-    };
     let mut stream = hark_streaming::Stream::new(model.clone(), cfg)?;
     let chunk = (chunk_ms as usize * SAMPLE_RATE as usize / 1000).max(1);
     let started = std::time::Instant::now();
     let mut events = Vec::new();
     for (i, piece) in samples.chunks(chunk).enumerate() {
-        if args.realtime {
+        if realtime {
             // Chunk i is available once its last sample has been "spoken".
             let due =
                 std::time::Duration::from_secs_f64(((i + 1) * chunk) as f64 / SAMPLE_RATE as f64);
@@ -235,7 +231,7 @@ fn stream_file<B: Backend>(
                 std::thread::sleep(wait);
             }
         }
-        stream.push(piece, false, &mut events)?;
+        stream.push(piece, true, &mut events)?;
     }
     stream.close(&mut events);
     Ok(events
@@ -245,6 +241,16 @@ fn stream_file<B: Backend>(
             _ => None,
         })
         .collect())
+}
+
+/// The finals' text, joined.
+pub fn finals_text(finals: &[hark_streaming::Final]) -> String {
+    finals
+        .iter()
+        .map(|f| f.text.trim())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn run(args: TranscribeArgs) -> Result<()> {

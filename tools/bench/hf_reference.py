@@ -19,7 +19,7 @@ warm-up run, with the names `hark bench --json` uses:
                        (KV-shared layers see only the last position, as generate() runs it), head
   decode_ms_per_token  greedy steps through Gemma4ForConditionalGeneration.forward with the cache,
                        as generate() runs them, never stopping early
-  peak_rss_gb          peak resident memory of this process
+  peak_rss_gb          peak resident memory of this process (VmHWM)
 
 Prints one JSON object on stdout; progress goes to stderr.
 """
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import resource
 import statistics
@@ -96,6 +97,15 @@ def fill_weights(model: Gemma4ForConditionalGeneration, config: Gemma4Config, se
             module.output_max.fill_(out_lim)
 
 
+def peak_rss_gb() -> float:
+    """VmHWM of this process. Not ru_maxrss: Linux carries that over from the parent across
+    fork and exec, so under `hark bench --compare-hf` it would report Hark's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -116,6 +126,7 @@ def main() -> None:
     ids = torch.tensor([prompt["ids"]], dtype=torch.long)
     audio_at, audio_len = prompt["audio_at"], prompt["audio_len"]
 
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     model = build_model(cfg_json, args.seed)
     build_s = time.perf_counter() - start
@@ -202,8 +213,9 @@ def main() -> None:
         "decode_ms_per_token": med["decode_per_token"],
         "end_to_end_ms": med["mel"] + med["encoder"] + med["prompt_prefill"]
         + med["decode_per_token"] * args.decode_steps,
-        # ru_maxrss is in KiB on Linux.
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        "peak_rss_gb": peak_rss_gb(),
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg()[0],
         "samples_ms": stages,
     }
     print(json.dumps(report))

@@ -321,8 +321,12 @@ impl Realtime {
                 if let Err(err) = next.apply(&session, &self.state.limits) {
                     return self.reject(err, event_id).await;
                 }
-                self.reconfigure(next, "session.audio.input.transcription.language", event_id)
-                    .await?;
+                if !self
+                    .reconfigure(next, "session.audio.input.transcription.language", event_id)
+                    .await?
+                {
+                    return Ok(());
+                }
                 let event = ServerEvent::SessionUpdated {
                     event_id: self.event_id(),
                     session: self.config.session(&self.id),
@@ -334,8 +338,12 @@ impl Realtime {
                 if let Err(err) = next.apply_beta(&session) {
                     return self.reject(err, event_id).await;
                 }
-                self.reconfigure(next, "session.input_audio_transcription.language", event_id)
-                    .await?;
+                if !self
+                    .reconfigure(next, "session.input_audio_transcription.language", event_id)
+                    .await?
+                {
+                    return Ok(());
+                }
                 let event = ServerEvent::TranscriptionSessionUpdated {
                     event_id: self.event_id(),
                     session: self.config.beta_session(&self.id),
@@ -369,7 +377,7 @@ impl Realtime {
         next: TranscriptionConfig,
         language_field: &str,
         event_id: Option<&str>,
-    ) -> Result<(), End> {
+    ) -> Result<bool, End> {
         if let Some(tag) = next.language()
             && language_name(tag).is_none()
         {
@@ -378,7 +386,9 @@ impl Realtime {
                 format!("language `{tag}` is not one this server knows"),
             )
             .with_field(language_field);
-            return self.reject(err, event_id).await;
+            // Rejected: nothing changes and no `session.updated` follows the error.
+            self.reject(err, event_id).await?;
+            return Ok(false);
         }
         let default = &self.state.config.default_language;
         let changed = engine_key(&self.config, default) != engine_key(&next, default);
@@ -386,7 +396,7 @@ impl Realtime {
         if changed {
             self.close_current().await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Finish the stream taking audio (it keeps delivering its results).

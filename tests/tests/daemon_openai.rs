@@ -1,0 +1,355 @@
+//! The OpenAI Realtime transcription endpoint, driven by a client written from OpenAI's
+//! published event reference (plain JSON in, JSON values out).
+
+use std::collections::HashSet;
+
+use hark_tests::audio::{Clip, resample_linear};
+use hark_tests::harkd::Harkd;
+use hark_tests::openai::{Client, Received, of_type};
+use serde_json::{Value, json};
+
+fn kinds(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// Deltas of an item concatenate to a prefix of its transcript (they never retract).
+fn check_item(events: &[Value], item: &str) -> String {
+    let deltas: String = of_type(events, "conversation.item.input_audio_transcription.delta")
+        .iter()
+        .filter(|d| d["item_id"] == item)
+        .map(|d| {
+            assert_eq!(d["content_index"], 0);
+            d["delta"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let completed = of_type(
+        events,
+        "conversation.item.input_audio_transcription.completed",
+    )
+    .into_iter()
+    .find(|c| c["item_id"] == item)
+    .unwrap_or_else(|| panic!("no completed for {item}: {:?}", kinds(events)));
+    let transcript = completed["transcript"].as_str().unwrap().to_owned();
+    assert!(
+        transcript.starts_with(&deltas),
+        "deltas {deltas:?} vs {transcript:?}"
+    );
+    assert_eq!(completed["usage"]["type"], "duration");
+    assert!(completed["usage"]["seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(completed["content_index"], 0);
+    transcript
+}
+
+fn check_event_ids(events: &[Value]) {
+    let mut seen = HashSet::new();
+    for e in events {
+        let id = e["event_id"]
+            .as_str()
+            .expect("every server event has an event_id");
+        assert!(seen.insert(id.to_owned()), "duplicate event_id {id}");
+    }
+}
+
+/// A fixture clip at 24 kHz (OpenAI's rate).
+fn at_24k(name: &str) -> Vec<f32> {
+    let clip = Clip::fixture(name);
+    assert_eq!((clip.rate, clip.channels), (16_000, 1));
+    resample_linear(&clip.samples, 16_000, 24_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_vad_session() {
+    let harkd = Harkd::builder().start();
+    let mut c = Client::connect_with(&harkd.ws_url("/v1/realtime?intent=transcription"), &[]).await;
+    let created = c.event().await;
+    assert_eq!(created["type"], "session.created");
+    let session = &created["session"];
+    assert_eq!(session["type"], "transcription");
+    assert_eq!(session["object"], "realtime.transcription_session");
+    assert!(session["id"].as_str().unwrap().starts_with("sess_"));
+    assert_eq!(
+        session["audio"]["input"]["format"],
+        json!({"type": "audio/pcm", "rate": 24000})
+    );
+    assert_eq!(
+        session["audio"]["input"]["turn_detection"]["type"],
+        "server_vad"
+    );
+    assert_eq!(
+        session["audio"]["input"]["transcription"]["model"],
+        "e2b-shaped"
+    );
+
+    // Two utterances with silence around them, at 24 kHz, paced in real time.
+    let mut audio = vec![0.0f32; 12_000];
+    audio.extend(at_24k("lights"));
+    audio.extend(std::iter::repeat_n(0.0, 24_000));
+    audio.extend(at_24k("hello"));
+    audio.extend(std::iter::repeat_n(0.0, 24_000));
+    c.append_paced(&audio, 24_000, 100, true).await;
+    let mut events = vec![created.clone()];
+    let mut completed = 0;
+    while completed < 2 {
+        let e = c.event().await;
+        if e["type"] == "conversation.item.input_audio_transcription.completed" {
+            completed += 1;
+        }
+        events.push(e);
+    }
+    check_event_ids(&events);
+    let k = kinds(&events);
+    let started = of_type(&events, "input_audio_buffer.speech_started");
+    let stopped = of_type(&events, "input_audio_buffer.speech_stopped");
+    let committed = of_type(&events, "input_audio_buffer.committed");
+    assert_eq!(
+        (started.len(), stopped.len(), committed.len()),
+        (2, 2, 2),
+        "{k:?}"
+    );
+    let first = started[0]["item_id"].as_str().unwrap();
+    let second = started[1]["item_id"].as_str().unwrap();
+    assert_ne!(first, second);
+    let start_ms = started[0]["audio_start_ms"].as_u64().unwrap();
+    assert!(
+        (100..700).contains(&start_ms),
+        "speech began near 500 ms: {start_ms}"
+    );
+    assert!(stopped[0]["audio_end_ms"].as_u64().unwrap() > start_ms);
+    assert_eq!(stopped[0]["item_id"], first);
+    assert_eq!(committed[0]["item_id"], first);
+    assert_eq!(committed[0]["previous_item_id"], Value::Null);
+    assert_eq!(committed[1]["item_id"], second);
+    assert_eq!(committed[1]["previous_item_id"], first);
+    // Per item: speech_started, deltas…, speech_stopped, committed, [delta], completed.
+    for item in [first, second] {
+        let of_item: Vec<&str> = events
+            .iter()
+            .filter(|e| e["item_id"] == item)
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        let pos = |t: &str| of_item.iter().position(|x| *x == t).unwrap();
+        assert_eq!(
+            of_item[0], "input_audio_buffer.speech_started",
+            "{of_item:?}"
+        );
+        assert!(pos("input_audio_buffer.speech_stopped") < pos("input_audio_buffer.committed"));
+        assert_eq!(
+            *of_item.last().unwrap(),
+            "conversation.item.input_audio_transcription.completed"
+        );
+        check_item(&events, item);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_commit_clear_and_errors() {
+    let harkd = Harkd::builder().start();
+    let mut c = Client::connect_with(&harkd.ws_url("/v1/realtime?intent=transcription"), &[]).await;
+    assert_eq!(c.event().await["type"], "session.created");
+    c.send(json!({"type": "session.update", "event_id": "evt_cfg", "session": {"type": "transcription",
+        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+        "transcription": {"model": "gpt-4o-transcribe", "language": "en"}, "turn_detection": null}}}}))
+        .await;
+    let updated = c.event().await;
+    assert_eq!(updated["type"], "session.updated");
+    assert_eq!(
+        updated["session"]["audio"]["input"]["turn_detection"],
+        Value::Null
+    );
+    assert_eq!(
+        updated["session"]["audio"]["input"]["transcription"]["language"],
+        "en"
+    );
+
+    // Deltas arrive while audio is still being appended, before the commit.
+    c.append_paced(&at_24k("fox"), 24_000, 100, true).await;
+    let before_commit = c.recv_timeout(std::time::Duration::from_millis(500)).await;
+    c.send(json!({"type": "input_audio_buffer.commit", "event_id": "evt_commit"}))
+        .await;
+    let mut events: Vec<Value> = Vec::new();
+    if let Some(Received::Event(e)) = before_commit {
+        events.push(e);
+    }
+    events.extend(
+        c.events_until("conversation.item.input_audio_transcription.completed")
+            .await,
+    );
+    let k = kinds(&events);
+    assert!(
+        k.iter()
+            .any(|t| t == "conversation.item.input_audio_transcription.delta"),
+        "{k:?}"
+    );
+    assert!(
+        !k.iter()
+            .any(|t| t.starts_with("input_audio_buffer.speech_")),
+        "no VAD events without turn detection: {k:?}"
+    );
+    let item = of_type(&events, "input_audio_buffer.committed")[0]["item_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    check_item(&events, &item);
+
+    // Nothing appended since: committing is an error, and the session stays open.
+    c.send(json!({"type": "input_audio_buffer.commit", "event_id": "evt_empty"}))
+        .await;
+    let e = c.event().await;
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["code"], "unexpected_message");
+    assert_eq!(e["error"]["event_id"], "evt_empty");
+
+    // clear drops uncommitted audio.
+    c.append(&at_24k("hello")).await;
+    c.send(json!({"type": "input_audio_buffer.clear"})).await;
+    assert_eq!(c.event().await["type"], "input_audio_buffer.cleared");
+    c.send(json!({"type": "input_audio_buffer.commit"})).await;
+    assert_eq!(c.event().await["error"]["code"], "unexpected_message");
+
+    // Client mistakes are reported as OpenAI does, and the session goes on.
+    for (event, code, param) in [
+        (
+            json!({"type": "input_audio_buffer.append", "event_id": "e1", "audio": "AA@A"}),
+            "invalid_base64",
+            Some("audio"),
+        ),
+        (
+            json!({"type": "input_audio_buffer.append", "audio": "AAAA"}),
+            "odd_byte_count",
+            Some("audio"),
+        ),
+        (
+            json!({"type": "response.create", "event_id": "e2"}),
+            "unknown_type",
+            Some("type"),
+        ),
+        (
+            json!({"type": "input_audio_buffer.append"}),
+            "bad_message",
+            None,
+        ),
+        (
+            json!({"type": "session.update", "session": {"type": "realtime"}}),
+            "invalid_field",
+            Some("session.type"),
+        ),
+        (
+            json!({"type": "session.update", "session": {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 7000}}}}}),
+            "unsupported_sample_rate",
+            Some("session.audio.input.format.rate"),
+        ),
+        (
+            json!({"type": "session.update", "session": {"audio": {"input": {"format": {"type": "audio/pcmu"}}}}}),
+            "unsupported_encoding",
+            Some("session.audio.input.format.type"),
+        ),
+        (
+            json!({"type": "session.update", "session": {"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2.0}}}}}),
+            "invalid_field",
+            Some("session.audio.input.turn_detection.threshold"),
+        ),
+        (
+            json!({"type": "session.update", "session": {"audio": {"input": {"transcription": {"language": "xx"}}}}}),
+            "invalid_field",
+            Some("session.audio.input.transcription.language"),
+        ),
+    ] {
+        c.send(event.clone()).await;
+        let e = c.event().await;
+        assert_eq!(e["type"], "error", "{event}");
+        assert_eq!(e["error"]["code"], code, "{event}");
+        assert_eq!(e["error"]["type"], "invalid_request_error");
+        if let Some(p) = param {
+            assert_eq!(e["error"]["param"], p, "{event}");
+        }
+        if let Some(id) = event.get("event_id") {
+            assert_eq!(&e["error"]["event_id"], id);
+        }
+    }
+    c.send_raw_text("{not json").await;
+    let e = c.event().await;
+    assert_eq!(e["error"]["code"], "bad_json", "{e}");
+    // A rejected update changed nothing; semantic VAD is accepted.
+    c.send(json!({"type": "session.update", "session": {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}}))
+        .await;
+    let updated = c.event().await;
+    assert_eq!(
+        updated["session"]["audio"]["input"]["format"]["rate"],
+        24000
+    );
+    assert_eq!(
+        updated["session"]["audio"]["input"]["turn_detection"]["type"],
+        "semantic_vad"
+    );
+
+    // Binary frames are not part of this API: the session ends with 1003.
+    c.send_binary(vec![0; 64]).await;
+    let (events, code) = c.until_close().await;
+    assert_eq!(events.last().unwrap()["error"]["code"], "text_expected");
+    assert_eq!(code, Some(1003));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beta_interface_and_other_rates() {
+    let harkd = Harkd::builder().start();
+    let url = harkd.ws_url("/v1/realtime?intent=transcription");
+    let mut c = Client::connect_with(&url, &[("OpenAI-Beta", "realtime=v1")]).await;
+    let created = c.event().await;
+    assert_eq!(created["type"], "transcription_session.created");
+    assert_eq!(created["session"]["input_audio_format"], "pcm16");
+    c.send(
+        json!({"type": "transcription_session.update", "session": {"input_audio_format": "pcm16",
+        "input_audio_transcription": {"model": "whisper-1", "language": "fr", "prompt": ""},
+        "turn_detection": null, "input_audio_noise_reduction": null}}),
+    )
+    .await;
+    let updated = c.event().await;
+    assert_eq!(updated["type"], "transcription_session.updated");
+    assert_eq!(
+        updated["session"]["input_audio_transcription"]["language"],
+        "fr"
+    );
+    assert_eq!(updated["session"]["turn_detection"], Value::Null);
+    c.append(&at_24k("lights")).await;
+    c.send(json!({"type": "input_audio_buffer.commit"})).await;
+    let events = c
+        .events_until("conversation.item.input_audio_transcription.completed")
+        .await;
+    let item = of_type(&events, "input_audio_buffer.committed")[0]["item_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    check_item(&events, &item);
+
+    // A GA session at 16 kHz, switched mid-session from 24 kHz.
+    let mut c = Client::connect_with(&url, &[]).await;
+    assert_eq!(c.event().await["type"], "session.created");
+    c.send(
+        json!({"type": "session.update", "session": {"type": "transcription",
+        "audio": {"input": {"turn_detection": null}}}}),
+    )
+    .await;
+    c.event().await;
+    c.append(&at_24k("hello")).await;
+    c.send(
+        json!({"type": "session.update", "session": {"type": "transcription",
+        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}),
+    )
+    .await;
+    // The stream of the old format finishes: its item completes.
+    let events = c
+        .events_until("conversation.item.input_audio_transcription.completed")
+        .await;
+    assert!(kinds(&events).contains(&"session.updated".to_owned()));
+    c.append(&Clip::fixture("lights").samples).await;
+    c.send(json!({"type": "input_audio_buffer.commit"})).await;
+    let events2 = c
+        .events_until("conversation.item.input_audio_transcription.completed")
+        .await;
+    let first = of_type(&events, "input_audio_buffer.committed")[0]["item_id"].clone();
+    let second = &of_type(&events2, "input_audio_buffer.committed")[0];
+    assert_eq!(second["previous_item_id"], first);
+}
