@@ -151,7 +151,32 @@ def model_config(tok) -> Gemma4Config:
 
 def new_model(tok) -> Gemma4ForConditionalGeneration:
     torch.manual_seed(MODEL_SEED)
-    return Gemma4ForConditionalGeneration(model_config(tok))
+    model = Gemma4ForConditionalGeneration(model_config(tok))
+    # The subsampler's convolutions stay frozen at this initialisation (see train.py). The first
+    # one has no bias and a channel LayerNorm follows it, so a random filter's response to a patch
+    # of log-mel values is dominated by the patch's level, which the LayerNorm then divides away:
+    # the output barely changes over time. Zero-mean filters respond to spectral and temporal
+    # shape (formants, onsets) instead, which is what the conformer needs to see.
+    with torch.no_grad():
+        w = model.model.audio_tower.subsample_conv_projection.layer0.conv.weight
+        w -= w.mean(dim=(1, 2, 3), keepdim=True)
+    return model
+
+
+def whitening_projection(frames: np.ndarray, out_dim: int) -> torch.Tensor:
+    """Data-dependent init of `input_proj_linear` (no bias): PCA whitening of the frozen
+    subsampler's output, orthogonal to its mean so the conformer starts from inputs that vary
+    over time with unit variance instead of a large constant offset."""
+    x = torch.from_numpy(np.asarray(frames, dtype=np.float64))
+    mean = x.mean(0)
+    unit = mean / mean.norm()
+    centred = x - mean
+    centred -= (centred @ unit)[:, None] * unit[None]
+    eig, vec = torch.linalg.eigh(centred.T @ centred / len(centred))
+    eig, vec = eig.flip(0)[:out_dim], vec.flip(1)[:, :out_dim]
+    w = (vec / eig.clamp(min=1e-6).sqrt()).T
+    w -= (w @ unit)[:, None] * unit[None]
+    return w.float()
 
 
 def generation_config(tok) -> GenerationConfig:

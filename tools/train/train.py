@@ -67,7 +67,6 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int) -> None:
     tok = common.build_tokenizer()
     tok.save_pretrained(run / "tokenizer")
     model = common.new_model(tok).eval()
-    torch.save(model.state_dict(), run / "init.pt")
     pb = common.PromptBuilder(tok)
     proc = common.processor(tok)
     extractor = proc.feature_extractor
@@ -94,6 +93,12 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int) -> None:
         (run / f"index_{split}.json").write_text(json.dumps(index))
         print(f"{split}: {len(index)} clips, {offset} audio frames, {time.time() - t0:.0f} s", flush=True)
     (run / "prompt.json").write_text(json.dumps({"head": pb.head, "tail": pb.tail}))
+    feats = np.load(run / "feats_train.npy", mmap_mode="r")
+    sample = np.random.default_rng(common.MODEL_SEED).choice(len(feats), min(len(feats), 60_000), replace=False)
+    proj = model.model.audio_tower.subsample_conv_projection.input_proj_linear
+    with torch.no_grad():
+        proj.weight.copy_(common.whitening_projection(feats[np.sort(sample)], proj.weight.shape[0]))
+    torch.save(model.state_dict(), run / "init.pt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +154,10 @@ def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: in
         ids[b, length - len(s):] = torch.tensor(s)
         attn[b, length - len(s):] = 1
     keep = max(tgt_lens) + 1
+    words = [r["target"][:-1] for r in rows]  # transcript tokens, without <turn|>
+    ctc_targets = torch.zeros(len(rows), max(len(w) for w in words), dtype=torch.long)
+    for b, w in enumerate(words):
+        ctc_targets[b, :len(w)] = torch.tensor(w, dtype=torch.long)
     # Logit j of the kept window predicts token length-keep+1+j; it is a target token iff it lies in
     # the last tgt_len positions.
     labels = ids[:, length - keep + 1:].clone()
@@ -156,10 +165,13 @@ def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: in
     for b, n in enumerate(tgt_lens):
         labels[b, pos < length - n] = -100
     return {"input_ids": ids, "attention_mask": attn, "position_ids": (attn.cumsum(-1) - 1).clamp(min=0),
-            "input_features": feats, "input_features_mask": fmask, "keep": keep, "labels": labels}
+            "input_features": feats, "input_features_mask": fmask, "keep": keep, "labels": labels,
+            "ctc_targets": ctc_targets, "ctc_lengths": torch.tensor([len(w) for w in words])}
 
 
-def forward_loss(model, batch: dict) -> tuple[torch.Tensor, int, int]:
+def forward_loss(model, batch: dict, ctc_head: torch.nn.Module | None = None,
+                 ctc_weight: float = 0.0) -> tuple[torch.Tensor, int, int, float]:
+    """Cross-entropy on the target tokens (+ the auxiliary CTC loss when a head is given)."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 position_ids=batch["position_ids"], input_features=batch["input_features"],
                 input_features_mask=batch["input_features_mask"], use_cache=False, logits_to_keep=batch["keep"])
@@ -168,11 +180,33 @@ def forward_loss(model, batch: dict) -> tuple[torch.Tensor, int, int]:
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
     valid = labels != -100
     correct = int(((logits.argmax(-1) == labels) & valid).sum())
-    return loss, correct, int(valid.sum())
+    ctc = 0.0
+    if ctc_head is not None and ctc_weight > 0:
+        ctc_loss = ctc_on_audio_tokens(out.audio_hidden_states, batch, ctc_head)
+        ctc = float(ctc_loss.detach())
+        loss = loss + ctc_weight * ctc_loss
+    return loss, correct, int(valid.sum()), ctc
 
 
-def batches_by_length(split: Split, frames_per_batch: int, max_batch: int, rng: np.random.Generator) -> list[list[int]]:
-    """Length-bucketed batches (little padding), in random order."""
+def ctc_on_audio_tokens(audio_tokens: torch.Tensor, batch: dict, head: torch.nn.Module) -> torch.Tensor:
+    """Auxiliary CTC over the transcript tokens, read from the audio soft tokens the decoder receives.
+
+    Training only (hybrid CTC/attention training): it teaches the audio tower to make its tokens
+    word-discriminative early, which the decoder's attention otherwise has to discover from scratch.
+    The head is not part of the exported model. Blank = the head's last class.
+    """
+    n_audio = batch["input_features_mask"].sum(-1)
+    per_clip = torch.split(audio_tokens, n_audio.tolist())
+    log_probs = torch.nn.utils.rnn.pad_sequence([head(x) for x in per_clip]).float().log_softmax(-1)
+    targets = batch["ctc_targets"]
+    return F.ctc_loss(log_probs, targets, n_audio, batch["ctc_lengths"], blank=head.out_features - 1,
+                      zero_infinity=True)
+
+
+def batches_by_length(split: Split, frames_per_batch: int, max_batch: int, rng: np.random.Generator,
+                      ascending: bool = False) -> list[list[int]]:
+    """Length-bucketed batches (little padding), in random order, or shortest first
+    (SortaGrad: short clips first help CTC past its initial all-blank plateau)."""
     order = np.argsort([r["n_audio"] + rng.random() * 8 for r in split.index], kind="stable")
     out, cur = [], []
     for i in order:
@@ -183,7 +217,8 @@ def batches_by_length(split: Split, frames_per_batch: int, max_batch: int, rng: 
             cur = []
     if cur:
         out.append(cur)
-    rng.shuffle(out)
+    if not ascending:
+        rng.shuffle(out)
     return out
 
 
@@ -202,7 +237,7 @@ def evaluate_tf(model, split: Split, pb, pad_id: int, n: int) -> tuple[float, fl
     items = list(range(min(n, len(split))))
     for k in range(0, len(items), 24):
         batch = collate(split, items[k:k + 24], pb, pad_id)
-        loss, correct, count = forward_loss(model, batch)
+        loss, correct, count, _ = forward_loss(model, batch)
         tot_loss += float(loss) * count
         tot_correct += correct
         tot += count
@@ -258,6 +293,11 @@ def fit(run: Path, args) -> None:
     for n, p in model.named_parameters():
         if any(f in n for f in frozen):
             p.requires_grad_(False)
+    ctc_head = None
+    if args.ctc_weight > 0:
+        torch.manual_seed(args.seed)
+        ctc_head = torch.nn.Linear(model.config.text_config.hidden_size, len(tok) + 1)
+        params += list(ctc_head.parameters())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -267,6 +307,8 @@ def fit(run: Path, args) -> None:
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
+        if ctc_head is not None:
+            ctc_head.load_state_dict(state["ctc_head"])
         opt.load_state_dict(state["opt"])
         step, epoch, pos = state["step"], state["epoch"], state["pos"]
         print(f"resumed at step {step} (epoch {epoch}, batch {pos})", flush=True)
@@ -283,15 +325,18 @@ def fit(run: Path, args) -> None:
         f"frames/batch {args.frames_per_batch}, threads {args.threads}")
     t_start = time.time()
     window_loss, window_correct, window_count, window_t = 0.0, 0, 0, time.time()
+    window_ctc = 0.0
     while step < args.steps:
         epoch_rng = np.random.default_rng([args.seed, epoch])
-        batches = batches_by_length(train, args.frames_per_batch, args.max_batch, epoch_rng)
+        batches = batches_by_length(train, args.frames_per_batch, args.max_batch, epoch_rng,
+                                    ascending=epoch == 0 and args.sortagrad)
         aug_rng = np.random.default_rng([args.seed, epoch, 1])
         while pos < len(batches) and step < args.steps:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
             batch = collate(train, batches[pos], pb, pad_id, args.time_mask, aug_rng)
-            loss, correct, count = forward_loss(model, batch)
+            loss, correct, count, ctc = forward_loss(model, batch, ctc_head, args.ctc_weight)
+            window_ctc += ctc
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -304,13 +349,14 @@ def fit(run: Path, args) -> None:
             if step % args.log_every == 0:
                 dt = time.time() - window_t
                 say(f"step {step} epoch {epoch} loss {window_loss / window_count:.4f} "
-                    f"acc {window_correct / window_count:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                    f"acc {window_correct / window_count:.4f} ctc {window_ctc / args.log_every:.3f} lr {opt.param_groups[0]['lr']:.2e} "
                     f"{dt / args.log_every:.2f} s/step")
                 window_loss, window_correct, window_count, window_t = 0.0, 0, 0, time.time()
+                window_ctc = 0.0
             if step % args.ckpt_every == 0 or step == args.steps:
                 tmp = ckpt.with_suffix(".tmp")
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
-                            "pos": pos}, tmp)
+                            "pos": pos, "ctc_head": ctc_head.state_dict() if ctc_head is not None else None}, tmp)
                 os.replace(tmp, ckpt)
             if step % args.eval_every == 0 or step == args.steps:
                 vl, va = evaluate_tf(model, test, pb, pad_id, args.eval_clips)
@@ -337,6 +383,9 @@ def main() -> None:
     ap.add_argument("--frames-per-batch", type=int, default=1600, help="audio tokens per batch (25 per second)")
     ap.add_argument("--max-batch", type=int, default=48)
     ap.add_argument("--time-mask", type=float, default=1.0)
+    ap.add_argument("--ctc-weight", type=float, default=0.3, help="auxiliary CTC loss on the audio tokens")
+    ap.add_argument("--sortagrad", action=argparse.BooleanOptionalAction, default=True,
+                    help="first epoch shortest clips first")
     ap.add_argument("--threads", type=int, default=1, help="1 is much faster than 2 when other jobs share the cores")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--log-every", type=int, default=20)
