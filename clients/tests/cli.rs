@@ -255,3 +255,84 @@ fn streamed_transcription_with_vad_skips_silence() {
         assert_eq!(v["text"], "");
     }
 }
+
+/// `hark eval`: per-utterance hypotheses are `hark transcribe`'s, and the word errors add up.
+/// One reference is the model's own offline output (no errors), one a real sentence.
+#[test]
+fn eval_scores_offline_and_streaming_hypotheses() {
+    let model = repo().join("tests/fixtures/models/e2b-shaped");
+    let fox = repo().join("tests/fixtures/audio/fox.wav");
+    let own = hark()
+        .args(["transcribe", "--max-new-tokens", "8", "--model"])
+        .arg(&model)
+        .arg(&fox)
+        .output()
+        .unwrap();
+    assert!(own.status.success());
+    let own_text = String::from_utf8(own.stdout).unwrap().trim().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.jsonl");
+    let lines = [
+        serde_json::json!({"id": "self", "path": fox, "text": own_text}),
+        serde_json::json!({"id": "real", "path": fox, "text": "The quick brown fox jumps over the lazy dog."}),
+    ];
+    std::fs::write(
+        &manifest,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let out = hark()
+        .args(["eval", "--json", "--max-new-tokens", "8", "--model"])
+        .arg(&model)
+        .arg("--manifest")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "two utterances and a summary");
+    let (me, real, summary) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(me["offline"], own_text.as_str());
+    assert_eq!(me["offline_errors"], 0, "{me}");
+    assert_eq!(real["words"], 9);
+    assert!(real["streaming"].is_string(), "{real}");
+    let sum = |key: &str| {
+        rows[..2]
+            .iter()
+            .map(|r| r[key].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(summary["utterances"], 2);
+    assert_eq!(summary["words"].as_u64(), Some(sum("words")));
+    assert_eq!(
+        summary["offline_errors"].as_u64(),
+        Some(sum("offline_errors"))
+    );
+    assert_eq!(
+        summary["streaming_errors"].as_u64(),
+        Some(sum("streaming_errors"))
+    );
+    let wer = summary["offline_wer"].as_f64().unwrap();
+    assert!((wer - sum("offline_errors") as f64 / sum("words") as f64).abs() < 1e-12);
+
+    // A manifest naming a missing file fails with the file's name.
+    std::fs::write(&manifest, "{\"audio\": \"nope.wav\", \"text\": \"x\"}\n").unwrap();
+    let out = hark()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--manifest")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.wav"));
+}
