@@ -41,9 +41,9 @@ def calibrate_clip_bounds(model, split: train.Split, pb, pad_id: int, n_clips: i
                 r[0], r[1] = min(r[0], float(x.min())), max(r[1], float(x.max()))
                 r[2], r[3] = min(r[2], float(y.min())), max(r[3], float(y.max()))
             hooks.append(mod.register_forward_hook(hook))
-    # Only valid frames: padding rows would widen nothing (they are computed but masked) yet keep it exact.
+    # One clip at a time: no padding rows, so the ranges are those of real audio only.
     for k in range(0, min(n_clips, len(split)), 1):
-        batch = train.collate(split, [k], pb, pad_id)
+        batch = train.collate(split, [k], pb, pad_id, len(pb.tok))
         model.model.get_audio_features(batch["input_features"], batch["input_features_mask"], return_dict=True)
     for h in hooks:
         h.remove()
@@ -64,12 +64,7 @@ def export(run: Path, out: Path, weights: str, calib_clips: int) -> None:
     model.load_state_dict(state)
     model.eval()
 
-    # Calibrate on the cached-subsampler copy (same conformer inputs as the full path).
-    probe = common.new_model(tok)
-    probe.load_state_dict(state)
-    probe.eval()
-    train.cached_subsampler(probe)
-    bounds = calibrate_clip_bounds(probe, train.Split(run, "train"), pb, tok.pad_token_id, calib_clips)
+    bounds = calibrate_clip_bounds(model, train.Split(run, "train"), pb, tok.pad_token_id, calib_clips)
     for name, mod in model.named_modules():
         if name in bounds:
             lo_in, hi_in, lo_out, hi_out = bounds[name]

@@ -6,12 +6,16 @@
 
 Writes `<out>/<split>/<id>.wav` (16 kHz mono s16) and `<out>/<split>/manifest.jsonl`, one JSON object
 per line: `{"id", "audio" (path relative to the manifest), "text", "voice", "wpm", "pitch", "gap",
-"noise", "snr_db", "reverb", "band", "seconds"}`.
+"noise", "snr_db", "reverb", "band", "seconds", "words"}`. `words` holds each word's [start, end] in
+seconds of the final clip, from espeak-ng's own word events (the synthesiser knows where every word
+starts; a word ends where the next begins); training uses them as alignment targets.
 
 Everything is a pure function of the seed and the utterance index: utterance i of a split draws
 from its own `numpy.random.default_rng([seed, split, i])`, espeak-ng and sox run with fixed
 arguments (`sox -D` no dither, `-R` repeatable noise), so the test set regenerated alone is
-byte-identical to the one generated with the training set.
+byte-identical to the one generated with the training set. espeak-ng runs through its library
+(libespeak-ng.so.1) in a freshly forked process per utterance: the library keeps a little state
+from one utterance to the next, a fresh process makes every clip independent of the order.
 
 Sentences: templates over the word classes of vocabulary.txt and random word sequences, 2-12 words.
 Transcripts are lower case, no punctuation; digits are spoken as words by espeak-ng and written as
@@ -22,8 +26,10 @@ are never used in training.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -36,7 +42,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 SEED = 20260411
 SPLIT_IDS = {"train": 0, "test": 1}
-DEFAULT_COUNTS = {"train": 12000, "test": 300}
+DEFAULT_COUNTS = {"train": 20000, "test": 300}
 SAMPLE_RATE = 16_000
 MAX_SECONDS = 6.0
 
@@ -228,6 +234,118 @@ def utterance_params(split: str, index: int) -> dict:
     return p
 
 
+class _EspeakEvent(ctypes.Structure):
+    """`espeak_EVENT` of speak_lib.h (x86-64 / aarch64 layout)."""
+
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_void_p)]
+
+
+class _EspeakVoice(ctypes.Structure):
+    """`espeak_VOICE` of speak_lib.h."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_char_p), ("identifier", ctypes.c_char_p),
+                ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte),
+                ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int), ("spare", ctypes.c_void_p)]
+
+
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                   ctypes.POINTER(_EspeakEvent))
+_EVENT_WORD = 1
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_PARAM_RATE, _PARAM_PITCH, _PARAM_WORDGAP = 1, 3, 7
+
+
+def _espeak_child(voice: str, text: str, wpm: int, pitch: int, gap: int):
+    lib = ctypes.CDLL("libespeak-ng.so.1")
+    chunks: list[np.ndarray] = []
+    words: list[tuple[int, int]] = []
+
+    @_SYNTH_CALLBACK
+    def on_audio(wav, n, events):
+        if n > 0:
+            chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        i = 0
+        while events[i].type != 0:
+            if events[i].type == _EVENT_WORD:
+                words.append((events[i].text_position, events[i].sample))
+            i += 1
+        return 0
+
+    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, None, 0)
+    if rate <= 0:
+        raise RuntimeError("espeak_Initialize failed")
+    lib.espeak_SetSynthCallback(on_audio)
+    # Like the espeak-ng command: a voice name, else a language ("en-gb+m3" = language + variant).
+    if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        spec = _EspeakVoice(languages=voice.encode())
+        if lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) != 0:
+            raise RuntimeError(f"espeak-ng has no voice {voice!r}")
+    lib.espeak_SetParameter(_PARAM_RATE, wpm, 0)
+    lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
+    lib.espeak_SetParameter(_PARAM_WORDGAP, gap, 0)
+    raw = text.encode()
+    lib.espeak_Synth(ctypes.c_char_p(raw), len(raw) + 1, 0, _POS_CHARACTER, 0, 0, None, None)
+    lib.espeak_Synchronize()
+    return rate, np.concatenate(chunks), words
+
+
+def espeak(voice: str, text: str, wpm: int, pitch: int, gap: int) -> tuple[int, np.ndarray, list[tuple[int, int]]]:
+    """(sample rate, s16 samples, [(1-based character offset, first sample)] per word event) from
+    libespeak-ng, run in a forked child so that no synthesiser state survives between utterances."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_fd)
+            try:
+                result = ("ok", _espeak_child(voice, text, wpm, pitch, gap))
+            except Exception as e:  # reported to the parent
+                result = ("error", repr(e))
+            with os.fdopen(write_fd, "wb") as f:
+                f.write(pickle.dumps(result))
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not data:
+        raise RuntimeError(f"espeak-ng child failed for {voice!r} {text!r}")
+    kind, payload = pickle.loads(data)
+    if kind != "ok":
+        raise RuntimeError(f"espeak-ng: {payload} ({voice!r} {text!r})")
+    return payload
+
+
+def word_starts(text: str, events: list[tuple[int, int]]) -> list[int] | None:
+    """First sample of each word of `text`, or None when espeak-ng's word events do not map one to one."""
+    offsets, pos = [], 1
+    for w in text.split(" "):
+        offsets.append(pos)
+        pos += len(w) + 1
+    by_offset = {}
+    for offset, sample in events:
+        by_offset.setdefault(offset, sample)
+    if sorted(by_offset) != offsets:
+        return None
+    starts = [by_offset[o] for o in offsets]
+    return starts if starts == sorted(starts) else None
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+
+
 def synthesise(job: tuple) -> dict | None:
     """One utterance -> WAV; returns its manifest entry, or None when it is out of the length range."""
     split, index, text, out_dir, beds = job
@@ -237,8 +355,13 @@ def synthesise(job: tuple) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="hark-gen-") as tmp:
         tmp = Path(tmp)
         raw = tmp / "raw.wav"
-        run(["espeak-ng", "-v", p["voice"], "-s", str(p["wpm"]), "-p", str(p["pitch"]), "-g", str(p["gap"]),
-             "-w", str(raw), text])
+        rate, samples, events = espeak(p["voice"], text, p["wpm"], p["pitch"], p["gap"])
+        starts = word_starts(text, events)
+        if starts is None:
+            return None
+        write_wav(raw, samples, rate)
+        # sox's padding shifts every word; `sinc` is zero-phase and `reverb` only adds a tail.
+        bounds = [s / rate + p["pad"][0] for s in starts] + [len(samples) / rate + p["pad"][0]]
         clean = tmp / "clean.wav"
         effects = ["pad", str(p["pad"][0]), str(p["pad"][1])]
         if p["band"]:
@@ -265,7 +388,8 @@ def synthesise(job: tuple) -> dict | None:
             run(["sox", "-D", str(clean), str(dst), *level])
     entry = {"id": uid, "audio": dst.name, "text": text, "voice": p["voice"], "wpm": p["wpm"], "pitch": p["pitch"],
              "gap": p["gap"], "noise": p["noise"], "snr_db": p["snr_db"], "reverb": p["reverb"], "band": p["band"],
-             "seconds": round(len(read_wav(dst)) / SAMPLE_RATE, 3)}
+             "seconds": round(len(read_wav(dst)) / SAMPLE_RATE, 3),
+             "words": [[round(a, 4), round(b, 4)] for a, b in zip(bounds[:-1], bounds[1:])]}
     return entry
 
 
@@ -288,7 +412,7 @@ def generate_split(split: str, sentences: list[str], out: Path, jobs: int) -> li
         for e in entries:
             f.write(json.dumps(e, sort_keys=True) + "\n")
     hours = sum(e["seconds"] for e in entries) / 3600
-    print(f"{split}: {len(entries)} utterances ({skipped} out of the 0.5-{MAX_SECONDS} s range skipped), "
+    print(f"{split}: {len(entries)} utterances ({skipped} out of the 0.5-{MAX_SECONDS} s range or unaligned, skipped), "
           f"{hours:.2f} h of audio -> {split_dir / 'manifest.jsonl'}", flush=True)
     return entries
 

@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
 """Train Hark's demonstration speech model: transformers' Gemma4ForConditionalGeneration, unchanged.
 
-    python3 tools/train/train.py prepare   # tokenizer, seeded init, features of data/{train,test}
+    python3 tools/train/train.py prepare   # tokenizer, seeded init, log-mel features and alignment targets
     python3 tools/train/train.py fit       # train (resumes from runs/<run>/ckpt.pt), log in runs/<run>/train.log
 
 Inputs are exactly the released prompt path: the ASR prompt of the chat template with the audio
-placeholder expanded (`PromptBuilder`, checked against `Gemma4Processor`), the target is the
-transcript followed by `<turn|>`, and the loss covers the target tokens only.
+placeholder expanded (`PromptBuilder`, checked against `Gemma4Processor`), Gemma4AudioFeatureExtractor's
+log-mel features, and the transcript followed by `<turn|>` as the target; the decoder loss covers
+the target tokens only. The whole network trains, subsampling convolutions included.
 
-Speed on 2 CPU cores: the audio tower's two subsampling convolutions (with their LayerNorms) keep
-their seeded random initialisation and their output is computed once per clip (`prepare`). Their
-128-channel first layer, over every mel bin of every frame, costs more than the rest of the model
-together; frozen, the per-step cost drops about 3x. The training forward swaps the convolutions
-for a lookup of that cached output and runs everything after them (input projection, conformer,
-embedder, decoder) as transformers does. The exported model is the complete network and runs the
-convolutions as usual.
+What makes it train in an hour or two on two CPU cores instead of stalling (earlier attempts with
+the decoder loss plus CTC sat on the language-model prior and the all-blank CTC plateau for
+thousands of steps): alignment targets. gen_data.py records where espeak-ng put every word, so
+each audio soft token (40 ms) gets frame-level labels, read by three small training-only heads
+from the very embeddings the decoder receives:
+
+* `spike`: the transcript token at the audio token just after its word ends (blank elsewhere): the
+  causal tower learns to say "word w just ended" where it has heard all of w;
+* `previous`: at those same positions, the transcript token before it (or a start symbol): the
+  decoder, having just written token t, finds its next token by one content match (the position
+  whose "previous" is t) instead of discovering the alignment from scratch;
+* `word`: the word being spoken at every position (dense, easy, shapes the tower early).
+
+The heads are dropped at export; the model is the unchanged Gemma 4 architecture. For the first
+`--encoder-steps` steps only the audio path and the heads run (no decoder: cheaper steps), then
+everything trains together on the decoder loss plus the (down-weighted) frame losses.
 
 Batches are left-padded so that all targets end at the last position; `logits_to_keep` then lets
 transformers run the KV-shared decoder layers on the target positions only (they produce no K/V
@@ -38,27 +48,55 @@ import common
 
 RUNS = common.HERE / "runs"
 DATA = common.HERE / "data"
+TOKEN_SECONDS = 0.04  # one audio soft token per 40 ms (spec section 2.8)
 
 
 # ---------------------------------------------------------------------------------------------
-# prepare: tokenizer, initial weights, cached subsampler output
+# Alignment targets
 # ---------------------------------------------------------------------------------------------
 
 
-def subsampled(model, extractor, wav: np.ndarray) -> tuple[np.ndarray, int]:
-    """The subsampling convolutions' output for one clip: [n_valid, 32*32] before input_proj_linear."""
-    feats = extractor([wav], sampling_rate=common.SAMPLE_RATE, return_tensors="pt")
-    x = feats["input_features"].float()
-    mask = feats["input_features_mask"].bool()
-    sub = model.model.audio_tower.subsample_conv_projection
-    with torch.no_grad():
-        h, m = sub.layer0(x.unsqueeze(1), mask)
-        h, m = sub.layer1(h, m)
-    b, _, t, _ = h.shape
-    h = h.permute(0, 2, 3, 1).reshape(b, t, -1)[0]
-    n = int(m[0].sum())
-    assert bool(m[0, :n].all()), "valid frames are a prefix"
-    return h[:n].numpy(), n
+def word_tokens(tok, text: str) -> list[list[int]]:
+    """The transcript's token ids grouped by word; their concatenation is exactly tok(text)."""
+    words = text.split(" ")
+    groups = [tok(("" if i == 0 else " ") + w, add_special_tokens=False)["input_ids"] for i, w in enumerate(words)]
+    whole = tok(text, add_special_tokens=False)["input_ids"]
+    if [t for g in groups for t in g] != whole:
+        raise ValueError(f"word-wise tokenisation differs from the sentence's: {text!r}")
+    return groups
+
+
+def spike_positions(groups: list[list[int]], ends: list[float], n_audio: int) -> list[int] | None:
+    """Audio-token index of every transcript token: a word's tokens sit on the tokens just after the
+    word ends (token k has heard audio up to (k+1)*40 ms; one more token of margin), strictly
+    increasing, inside the clip. None when the clip is too short to hold them all."""
+    desired = []
+    for g, end in zip(groups, ends):
+        last = math.ceil(end / TOKEN_SECONDS - 1e-6)
+        desired += [last - (len(g) - 1 - j) for j in range(len(g))]
+    pos: list[int] = []
+    for d in desired:
+        pos.append(max(d, pos[-1] + 1 if pos else 0))
+    for j in range(len(pos) - 1, -1, -1):
+        pos[j] = min(pos[j], n_audio - 1 - (len(pos) - 1 - j))
+    if not pos or pos[0] < 0 or any(b <= a for a, b in zip(pos, pos[1:])):
+        return None
+    return pos
+
+
+def word_spans(groups: list[list[int]], words: list[list[float]], n_audio: int) -> list[list[int]]:
+    """[first token, last token + 1, label] per word: the audio tokens whose centre lies in the word."""
+    spans = []
+    for g, (start, end) in zip(groups, words):
+        a = max(0, min(n_audio, round(start / TOKEN_SECONDS)))
+        b = max(a, min(n_audio, round(end / TOKEN_SECONDS)))
+        spans.append([a, b, g[0]])
+    return spans
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare: tokenizer, initial weights, features, targets
+# ---------------------------------------------------------------------------------------------
 
 
 def prepare(run: Path, data: Path, limit: int | None, threads: int) -> None:
@@ -66,7 +104,6 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int) -> None:
     torch.set_num_threads(threads)
     tok = common.build_tokenizer()
     tok.save_pretrained(run / "tokenizer")
-    model = common.new_model(tok).eval()
     pb = common.PromptBuilder(tok)
     proc = common.processor(tok)
     extractor = proc.feature_extractor
@@ -76,77 +113,124 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int) -> None:
             entries = entries[:limit]
         t0 = time.time()
         chunks, index = [], []
-        offset = 0
+        offset = unaligned = 0
         for k, e in enumerate(entries):
             wav = common.read_wav(Path(e["path"]))
-            h, n = subsampled(model, extractor, wav)
-            assert n == common.n_audio_tokens(len(wav)), (e["id"], n, len(wav))
+            feats = extractor([wav], sampling_rate=common.SAMPLE_RATE, return_tensors="np")
+            n_frames = int(feats["input_features_mask"][0].sum())
+            mel = feats["input_features"][0, :n_frames]
+            n = common.n_audio_tokens(len(wav))
+            assert n == math.ceil(n_frames / 4), (e["id"], n, n_frames)
             if k < 3:
                 pb.check_against_processor(proc, wav, n)
-            chunks.append(h.astype(np.float16))
-            index.append({"id": e["id"], "offset": offset, "n_audio": n, "target": pb.target(e["text"]),
-                          "text": e["text"]})
-            offset += n
-            if (k + 1) % 1000 == 0:
+            groups = word_tokens(tok, e["text"])
+            spikes = spike_positions(groups, [w[1] for w in e["words"]], n)
+            unaligned += spikes is None
+            chunks.append(mel.astype(np.float16))
+            index.append({"id": e["id"], "offset": offset, "n_frames": n_frames, "n_audio": n,
+                          "target": pb.target(e["text"]), "text": e["text"], "spikes": spikes,
+                          "spans": word_spans(groups, e["words"], n), "groups": groups,
+                          "word_ends": [w[1] for w in e["words"]]})
+            offset += n_frames
+            if (k + 1) % 2000 == 0:
                 print(f"  {split}: {k + 1}/{len(entries)} clips, {time.time() - t0:.0f} s", flush=True)
-        np.save(run / f"feats_{split}.npy", np.concatenate(chunks))
+        np.save(run / f"mel_{split}.npy", np.concatenate(chunks))
         (run / f"index_{split}.json").write_text(json.dumps(index))
-        print(f"{split}: {len(index)} clips, {offset} audio frames, {time.time() - t0:.0f} s", flush=True)
+        print(f"{split}: {len(index)} clips ({unaligned} without room for their spikes), {offset} mel frames, "
+              f"{time.time() - t0:.0f} s", flush=True)
     (run / "prompt.json").write_text(json.dumps({"head": pb.head, "tail": pb.tail}))
-    feats = np.load(run / "feats_train.npy", mmap_mode="r")
-    sample = np.random.default_rng(common.MODEL_SEED).choice(len(feats), min(len(feats), 60_000), replace=False)
-    proj = model.model.audio_tower.subsample_conv_projection.input_proj_linear
-    with torch.no_grad():
-        proj.weight.copy_(common.whitening_projection(feats[np.sort(sample)], proj.weight.shape[0]))
-    torch.save(model.state_dict(), run / "init.pt")
 
 
 # ---------------------------------------------------------------------------------------------
-# fit
+# Batches
 # ---------------------------------------------------------------------------------------------
 
 
 class Split:
     def __init__(self, run: Path, name: str):
-        self.feats = np.load(run / f"feats_{name}.npy", mmap_mode="r")
+        self.mel = np.load(run / f"mel_{name}.npy", mmap_mode="r")
         self.index = json.loads((run / f"index_{name}.json").read_text())
 
     def __len__(self) -> int:
         return len(self.index)
 
 
-def cached_subsampler(model) -> None:
-    """Training-time forward of the subsampler: its convolutions' output comes precomputed."""
-    sub = model.model.audio_tower.subsample_conv_projection
+def spec_augment(mel: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Mild SpecAugment: up to two frequency bands of <= 12 bins and two stretches of <= 4 frames
+    (40 ms, shorter than any word) set to the clip's mean."""
+    mel = mel.clone()
+    fill = mel.mean()
+    t, f = mel.shape
+    for _ in range(int(rng.integers(0, 3))):
+        w = int(rng.integers(1, 13))
+        s = int(rng.integers(0, f - w))
+        mel[:, s:s + w] = fill
+    for _ in range(int(rng.integers(0, 3))):
+        w = int(rng.integers(1, 5))
+        s = int(rng.integers(0, max(t - w, 1)))
+        mel[s:s + w] = fill
+    return mel
 
-    def forward(x, mask=None):
-        return sub.input_proj_linear(x), mask
 
-    sub.forward = forward
+def truncated(r: dict, rng: np.random.Generator) -> dict:
+    """The clip cut at a random point (at least 30 % kept), its target reduced to the words heard
+    completely: what a streaming decoder sees mid-utterance. Teaching the model to leave a
+    half-heard last word out keeps the streaming engine's agreed (committed) prefix right."""
+    n_frames = int(rng.integers(max(8, int(0.3 * r["n_frames"])), r["n_frames"] + 1))
+    cut_s = n_frames * 0.01
+    ends = [e for e in r["word_ends"]]
+    heard = 0
+    while heard < len(ends) and ends[heard] <= cut_s:
+        heard += 1
+    n_audio = math.ceil(n_frames / 4)
+    groups = r["groups"][:heard]
+    target = [t for g in groups for t in g] + r["target"][-1:]
+    spans = [[a, min(b, n_audio), label] for a, b, label in r["spans"] if a < n_audio]
+    return {**r, "n_frames": n_frames, "n_audio": n_audio, "target": target, "spans": spans,
+            "spikes": spike_positions(groups, ends[:heard], n_audio) if groups else []}
 
 
-def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: int, time_mask: float = 0.0,
-            rng: np.random.Generator | None = None) -> dict:
+def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: int, n_vocab: int,
+            rng: np.random.Generator | None = None, truncate: float = 0.0) -> dict:
+    """Mel features, left-padded prompt+target ids, decoder labels and the frame labels.
+
+    Frame labels cover the valid audio tokens of the batch in order (the order of transformers'
+    `audio_hidden_states`): `spike` (blank = n_vocab), `previous` (start = n_vocab, -100 off the
+    spikes), `word` (silence = n_vocab). A clip whose spikes do not fit gets -100 spike labels.
+    With `rng`, SpecAugment, and a `truncate` share of clips cut short (`truncated`).
+    """
     rows = [split.index[i] for i in items]
-    n_max = max(r["n_audio"] for r in rows)
-    feats = torch.zeros(len(rows), n_max, split.feats.shape[1])
-    fmask = torch.zeros(len(rows), n_max, dtype=torch.bool)
+    if rng is not None and truncate > 0:
+        rows = [truncated(r, rng) if rng.random() < truncate else r for r in rows]
+    t_max = max(r["n_frames"] for r in rows)
+    mel = torch.zeros(len(rows), t_max, split.mel.shape[1])
+    mask = torch.zeros(len(rows), t_max, dtype=torch.bool)
     seqs, tgt_lens = [], []
+    spike, previous, word = [], [], []
     for b, r in enumerate(rows):
-        n = r["n_audio"]
-        x = torch.from_numpy(np.asarray(split.feats[r["offset"]:r["offset"] + n], dtype=np.float32))
-        if time_mask > 0 and rng is not None:
-            # SpecAugment-style: blank a few short stretches of frames with the clip's mean frame
-            # (an all-zero frame gives NaN gradients in the conformer).
-            mean = x.mean(0)
-            for _ in range(int(rng.integers(0, 3))):
-                w = int(rng.integers(1, 4))
-                s = int(rng.integers(0, max(n - w, 1)))
-                x[s:s + w] = mean
-        feats[b, :n] = x
-        fmask[b, :n] = True
-        seqs.append(pb.prompt(n) + r["target"])
+        x = torch.from_numpy(np.asarray(split.mel[r["offset"]:r["offset"] + r["n_frames"]], dtype=np.float32))
+        if rng is not None:
+            x = spec_augment(x, rng)
+        mel[b, :r["n_frames"]] = x
+        mask[b, :r["n_frames"]] = True
+        seqs.append(pb.prompt(r["n_audio"]) + r["target"])
         tgt_lens.append(len(r["target"]))
+        n = r["n_audio"]
+        s = torch.full((n,), n_vocab, dtype=torch.long)
+        p = torch.full((n,), -100, dtype=torch.long)
+        if r["spikes"] is None:
+            s[:] = -100
+        else:
+            tokens = r["target"][:-1]
+            for j, k in enumerate(r["spikes"]):
+                s[k] = tokens[j]
+                p[k] = tokens[j - 1] if j else n_vocab
+        w = torch.full((n,), n_vocab, dtype=torch.long)
+        for a, e, label in r["spans"]:
+            w[a:e] = label
+        spike.append(s)
+        previous.append(p)
+        word.append(w)
     length = max(len(s) for s in seqs)
     ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     attn = torch.zeros(len(rows), length, dtype=torch.long)
@@ -154,10 +238,6 @@ def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: in
         ids[b, length - len(s):] = torch.tensor(s)
         attn[b, length - len(s):] = 1
     keep = max(tgt_lens) + 1
-    words = [r["target"][:-1] for r in rows]  # transcript tokens, without <turn|>
-    ctc_targets = torch.zeros(len(rows), max(len(w) for w in words), dtype=torch.long)
-    for b, w in enumerate(words):
-        ctc_targets[b, :len(w)] = torch.tensor(w, dtype=torch.long)
     # Logit j of the kept window predicts token length-keep+1+j; it is a target token iff it lies in
     # the last tgt_len positions.
     labels = ids[:, length - keep + 1:].clone()
@@ -165,48 +245,12 @@ def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: in
     for b, n in enumerate(tgt_lens):
         labels[b, pos < length - n] = -100
     return {"input_ids": ids, "attention_mask": attn, "position_ids": (attn.cumsum(-1) - 1).clamp(min=0),
-            "input_features": feats, "input_features_mask": fmask, "keep": keep, "labels": labels,
-            "ctc_targets": ctc_targets, "ctc_lengths": torch.tensor([len(w) for w in words])}
+            "input_features": mel, "input_features_mask": mask, "keep": keep, "labels": labels,
+            "spike": torch.cat(spike), "previous": torch.cat(previous), "word": torch.cat(word)}
 
 
-def forward_loss(model, batch: dict, ctc_head: torch.nn.Module | None = None,
-                 ctc_weight: float = 0.0) -> tuple[torch.Tensor, int, int, float]:
-    """Cross-entropy on the target tokens (+ the auxiliary CTC loss when a head is given)."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                position_ids=batch["position_ids"], input_features=batch["input_features"],
-                input_features_mask=batch["input_features_mask"], use_cache=False, logits_to_keep=batch["keep"])
-    logits = out.logits[:, :-1].float()
-    labels = batch["labels"]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-    valid = labels != -100
-    correct = int(((logits.argmax(-1) == labels) & valid).sum())
-    ctc = 0.0
-    if ctc_head is not None and ctc_weight > 0:
-        ctc_loss = ctc_on_audio_tokens(out.audio_hidden_states, batch, ctc_head)
-        ctc = float(ctc_loss.detach())
-        loss = loss + ctc_weight * ctc_loss
-    return loss, correct, int(valid.sum()), ctc
-
-
-def ctc_on_audio_tokens(audio_tokens: torch.Tensor, batch: dict, head: torch.nn.Module) -> torch.Tensor:
-    """Auxiliary CTC over the transcript tokens, read from the audio soft tokens the decoder receives.
-
-    Training only (hybrid CTC/attention training): it teaches the audio tower to make its tokens
-    word-discriminative early, which the decoder's attention otherwise has to discover from scratch.
-    The head is not part of the exported model. Blank = the head's last class.
-    """
-    n_audio = batch["input_features_mask"].sum(-1)
-    per_clip = torch.split(audio_tokens, n_audio.tolist())
-    log_probs = torch.nn.utils.rnn.pad_sequence([head(x) for x in per_clip]).float().log_softmax(-1)
-    targets = batch["ctc_targets"]
-    return F.ctc_loss(log_probs, targets, n_audio, batch["ctc_lengths"], blank=head.out_features - 1,
-                      zero_infinity=True)
-
-
-def batches_by_length(split: Split, frames_per_batch: int, max_batch: int, rng: np.random.Generator,
-                      ascending: bool = False) -> list[list[int]]:
-    """Length-bucketed batches (little padding), in random order, or shortest first
-    (SortaGrad: short clips first help CTC past its initial all-blank plateau)."""
+def batches_by_length(split: Split, frames_per_batch: int, max_batch: int, rng: np.random.Generator) -> list[list[int]]:
+    """Length-bucketed batches (little padding) in random order."""
     order = np.argsort([r["n_audio"] + rng.random() * 8 for r in split.index], kind="stable")
     out, cur = [], []
     for i in order:
@@ -217,37 +261,101 @@ def batches_by_length(split: Split, frames_per_batch: int, max_batch: int, rng: 
             cur = []
     if cur:
         out.append(cur)
-    if not ascending:
-        rng.shuffle(out)
+    rng.shuffle(out)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+
+class FrameHeads(torch.nn.Module):
+    """Training-only linear readouts of the audio soft tokens (not exported)."""
+
+    def __init__(self, hidden: int, n_vocab: int):
+        super().__init__()
+        self.spike = torch.nn.Linear(hidden, n_vocab + 1)
+        self.previous = torch.nn.Linear(hidden, n_vocab + 1)
+        self.word = torch.nn.Linear(hidden, n_vocab + 1)
+
+    def losses(self, audio: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        audio = audio.float()
+        out = {}
+        for name in ("spike", "previous", "word"):
+            logits = getattr(self, name)(audio)
+            out[name] = F.cross_entropy(logits, batch[name], ignore_index=-100)
+            valid = batch[name] != -100
+            if name == "spike":
+                # Accuracy on the word positions only (blank is the easy majority).
+                valid = valid & (batch[name] != logits.shape[-1] - 1)
+            out[name + "_acc"] = ((logits.argmax(-1) == batch[name]) & valid).sum() / valid.sum().clamp(min=1)
+        return out
+
+
+def audio_tokens(model, batch: dict) -> torch.Tensor:
+    """The valid audio soft tokens of the batch (what the decoder receives), flattened in order."""
+    out = model.model.get_audio_features(batch["input_features"], batch["input_features_mask"], return_dict=True)
+    return out.pooler_output[out.attention_mask]
+
+
+def forward_loss(model, heads: FrameHeads, batch: dict, weights: dict[str, float], decoder: bool):
+    stats: dict[str, float] = {}
+    if decoder:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    position_ids=batch["position_ids"], input_features=batch["input_features"],
+                    input_features_mask=batch["input_features_mask"], use_cache=False,
+                    logits_to_keep=batch["keep"])
+        logits = out.logits[:, :-1].float()
+        labels = batch["labels"]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        valid = labels != -100
+        stats["ce"] = float(loss.detach())
+        stats["acc"] = float(((logits.argmax(-1) == labels) & valid).sum() / valid.sum())
+        audio = out.audio_hidden_states
+    else:
+        loss = torch.zeros(())
+        audio = audio_tokens(model, batch)
+    frame = heads.losses(audio, batch)
+    for name in ("spike", "previous", "word"):
+        loss = loss + weights[name] * frame[name]
+        stats[name] = float(frame[name].detach())
+        stats[name + "_acc"] = float(frame[name + "_acc"])
+    return loss, stats
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
     p = (step - warmup) / max(total - warmup, 1)
-    return peak * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def evaluate_tf(model, split: Split, pb, pad_id: int, n: int) -> tuple[float, float]:
-    """Teacher-forced loss and token accuracy on the first n clips."""
+def evaluate_tf(model, heads, split: Split, pb, pad_id: int, n_vocab: int, n: int, decoder: bool) -> dict:
+    """Teacher-forced losses and accuracies on the first n clips."""
     model.eval()
-    tot_loss, tot_correct, tot = 0.0, 0, 0
+    totals: dict[str, float] = {}
     items = list(range(min(n, len(split))))
+    batches = 0
     for k in range(0, len(items), 24):
-        batch = collate(split, items[k:k + 24], pb, pad_id)
-        loss, correct, count, _ = forward_loss(model, batch)
-        tot_loss += float(loss) * count
-        tot_correct += correct
-        tot += count
+        batch = collate(split, items[k:k + 24], pb, pad_id, n_vocab)
+        _, stats = forward_loss(model, heads, batch, {"spike": 1, "previous": 1, "word": 1}, decoder)
+        for key, v in stats.items():
+            totals[key] = totals.get(key, 0.0) + v
+        batches += 1
     model.train()
-    return tot_loss / tot, tot_correct / tot
+    return {k: v / batches for k, v in totals.items()}
 
 
 @torch.no_grad()
-def evaluate_greedy(model, split: Split, pb, tok, n: int) -> float:
-    """Greedy WER on the first n clips (cached subsampler output, batched generate)."""
+def evaluate_greedy(model, split: Split, pb, tok, n: int, show: int = 0) -> float:
+    """Greedy WER on the first n clips through transformers' generate (batched, left-padded)."""
     model.eval()
     errors = words = 0
     pad_id = tok.pad_token_id
@@ -256,8 +364,7 @@ def evaluate_greedy(model, split: Split, pb, tok, n: int) -> float:
     for k in range(0, len(items), 16):
         chunk = items[k:k + 16]
         rows = [split.index[i] for i in chunk]
-        batch = collate(split, chunk, pb, pad_id)
-        # Drop the targets: prompt only, left-padded.
+        batch = collate(split, chunk, pb, pad_id, len(tok))
         seqs = [pb.prompt(r["n_audio"]) for r in rows]
         length = max(len(s) for s in seqs)
         ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
@@ -273,31 +380,28 @@ def evaluate_greedy(model, split: Split, pb, tok, n: int) -> float:
             ref = common.normalise(r["text"])
             errors += common.edit_distance(ref, common.normalise(hyp))
             words += len(ref)
+            if k + b < show:
+                print(f"    ref: {r['text']}\n    hyp: {hyp}", flush=True)
     model.train()
     return errors / max(words, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------------
 
 
 def fit(run: Path, args) -> None:
     torch.set_num_threads(args.threads)
     tok = common.build_tokenizer()
     pb = common.PromptBuilder(tok)
-    pad_id = tok.pad_token_id
+    pad_id, n_vocab = tok.pad_token_id, len(tok)
     assert json.loads((run / "prompt.json").read_text()) == {"head": pb.head, "tail": pb.tail}, "stale prepare"
     train, test = Split(run, "train"), Split(run, "test")
     model = common.new_model(tok)
-    model.load_state_dict(torch.load(run / "init.pt"))
-    cached_subsampler(model)
-    # The convolutions (and their LayerNorms) stay as initialised: their output is cached.
-    frozen = ("subsample_conv_projection.layer0.", "subsample_conv_projection.layer1.")
-    params = [p for n, p in model.named_parameters() if not any(f in n for f in frozen)]
-    for n, p in model.named_parameters():
-        if any(f in n for f in frozen):
-            p.requires_grad_(False)
-    ctc_head = None
-    if args.ctc_weight > 0:
-        torch.manual_seed(args.seed)
-        ctc_head = torch.nn.Linear(model.config.text_config.hidden_size, len(tok) + 1)
-        params += list(ctc_head.parameters())
+    torch.manual_seed(args.seed)
+    heads = FrameHeads(model.config.text_config.hidden_size, n_vocab)
+    params = list(model.parameters()) + list(heads.parameters())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -307,8 +411,7 @@ def fit(run: Path, args) -> None:
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
-        if ctc_head is not None:
-            ctc_head.load_state_dict(state["ctc_head"])
+        heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["opt"])
         step, epoch, pos = state["step"], state["epoch"], state["pos"]
         print(f"resumed at step {step} (epoch {epoch}, batch {pos})", flush=True)
@@ -321,52 +424,56 @@ def fit(run: Path, args) -> None:
         log.write(line + "\n")
         log.flush()
 
-    say(f"fit: {len(train)} train / {len(test)} test clips, {args.steps} steps, lr {args.lr}, "
-        f"frames/batch {args.frames_per_batch}, threads {args.threads}")
+    say(f"fit: {len(train)} train / {len(test)} test clips, {args.steps} steps ({args.encoder_steps} audio-only), "
+        f"lr {args.lr}, frames/batch {args.frames_per_batch}, threads {args.threads}")
     t_start = time.time()
-    window_loss, window_correct, window_count, window_t = 0.0, 0, 0, time.time()
-    window_ctc = 0.0
+    window: dict[str, float] = {}
+    window_n, window_t = 0, time.time()
     while step < args.steps:
         epoch_rng = np.random.default_rng([args.seed, epoch])
-        batches = batches_by_length(train, args.frames_per_batch, args.max_batch, epoch_rng,
-                                    ascending=epoch == 0 and args.sortagrad)
+        batches = batches_by_length(train, args.frames_per_batch, args.max_batch, epoch_rng)
         aug_rng = np.random.default_rng([args.seed, epoch, 1])
         while pos < len(batches) and step < args.steps:
+            decoder = step >= args.encoder_steps
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-            batch = collate(train, batches[pos], pb, pad_id, args.time_mask, aug_rng)
-            loss, correct, count, ctc = forward_loss(model, batch, ctc_head, args.ctc_weight)
-            window_ctc += ctc
+            batch = collate(train, batches[pos], pb, pad_id, n_vocab, aug_rng if args.augment else None,
+                            args.truncate)
+            weights = {"spike": args.spike_weight, "previous": args.previous_weight, "word": args.word_weight}
+            if decoder:
+                weights = {k: v * args.frame_weight_after for k, v in weights.items()}
+            loss, stats = forward_loss(model, heads, batch, weights, decoder)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(params, args.clip)
             opt.step()
             step += 1
             pos += 1
-            window_loss += float(loss.detach()) * count
-            window_correct += correct
-            window_count += count
+            for k, v in stats.items():
+                window[k] = window.get(k, 0.0) + v
+            window_n += 1
             if step % args.log_every == 0:
                 dt = time.time() - window_t
-                say(f"step {step} epoch {epoch} loss {window_loss / window_count:.4f} "
-                    f"acc {window_correct / window_count:.4f} ctc {window_ctc / args.log_every:.3f} lr {opt.param_groups[0]['lr']:.2e} "
-                    f"{dt / args.log_every:.2f} s/step")
-                window_loss, window_correct, window_count, window_t = 0.0, 0, 0, time.time()
-                window_ctc = 0.0
+                shown = " ".join(f"{k} {v / window_n:.3f}" for k, v in window.items())
+                say(f"step {step} epoch {epoch} {shown} lr {opt.param_groups[0]['lr']:.2e} {dt / window_n:.2f} s/step")
+                window, window_n, window_t = {}, 0, time.time()
             if step % args.ckpt_every == 0 or step == args.steps:
                 tmp = ckpt.with_suffix(".tmp")
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
-                            "pos": pos, "ctc_head": ctc_head.state_dict() if ctc_head is not None else None}, tmp)
+                torch.save({"model": model.state_dict(), "heads": heads.state_dict(), "opt": opt.state_dict(),
+                            "step": step, "epoch": epoch, "pos": pos}, tmp)
                 os.replace(tmp, ckpt)
             if step % args.eval_every == 0 or step == args.steps:
-                vl, va = evaluate_tf(model, test, pb, pad_id, args.eval_clips)
-                say(f"eval step {step}: test loss {vl:.4f} token acc {va:.4f}")
+                ev = evaluate_tf(model, heads, test, pb, pad_id, n_vocab, args.eval_clips, decoder)
+                say(f"eval step {step}: " + " ".join(f"{k} {v:.3f}" for k, v in ev.items()))
+                if decoder and args.eval_greedy:
+                    wer = evaluate_greedy(model, test, pb, tok, args.eval_greedy, show=3)
+                    say(f"eval step {step}: greedy WER on {args.eval_greedy} test clips {wer * 100:.2f} %")
         if pos >= len(batches):
             epoch += 1
             pos = 0
-    wer = evaluate_greedy(model, test, pb, tok, args.eval_clips)
+    wer = evaluate_greedy(model, test, pb, tok, len(test))
     say(f"done: {step} steps, {(time.time() - t_start) / 60:.1f} min this session; greedy test WER "
-        f"(first {args.eval_clips} clips, cached features) {wer * 100:.2f} %")
+        f"({len(test)} clips) {wer * 100:.2f} %")
     torch.save(model.state_dict(), run / "final.pt")
 
 
@@ -376,22 +483,28 @@ def main() -> None:
     ap.add_argument("--run", default="demo")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--limit", type=int, default=None, help="prepare: only the first N clips of each split")
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--encoder-steps", type=int, default=300, help="first steps: audio path and frame heads only")
     ap.add_argument("--lr", type=float, default=1.5e-3)
-    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--clip", type=float, default=5.0, help="global gradient-norm clip")
     ap.add_argument("--frames-per-batch", type=int, default=1600, help="audio tokens per batch (25 per second)")
     ap.add_argument("--max-batch", type=int, default=48)
-    ap.add_argument("--time-mask", type=float, default=1.0)
-    ap.add_argument("--ctc-weight", type=float, default=0.3, help="auxiliary CTC loss on the audio tokens")
-    ap.add_argument("--sortagrad", action=argparse.BooleanOptionalAction, default=True,
-                    help="first epoch shortest clips first")
-    ap.add_argument("--threads", type=int, default=1, help="1 is much faster than 2 when other jobs share the cores")
+    ap.add_argument("--spike-weight", type=float, default=1.0)
+    ap.add_argument("--previous-weight", type=float, default=0.5)
+    ap.add_argument("--word-weight", type=float, default=0.5)
+    ap.add_argument("--frame-weight-after", type=float, default=0.3,
+                    help="factor on the frame losses once the decoder trains")
+    ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True, help="SpecAugment")
+    ap.add_argument("--truncate", type=float, default=0.2, help="share of clips cut short (streaming partials)")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--ckpt-every", type=int, default=100)
-    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-clips", type=int, default=150)
+    ap.add_argument("--eval-greedy", type=int, default=48, help="clips for the periodic greedy WER (0: off)")
     args = ap.parse_args()
     run = RUNS / args.run
     if args.stage == "prepare":
