@@ -64,7 +64,12 @@ def export(run: Path, out: Path, weights: str, calib_clips: int) -> None:
     model.load_state_dict(state)
     model.eval()
 
-    bounds = calibrate_clip_bounds(model, train.Split(run, "train"), pb, tok.pad_token_id, calib_clips)
+    # Calibrate on a copy fed the cached subsampler output (the same conformer inputs as the full path).
+    probe = common.new_model(tok)
+    probe.load_state_dict(state)
+    probe.eval()
+    train.cached_subsampler(probe)
+    bounds = calibrate_clip_bounds(probe, train.Split(run, "train"), pb, tok.pad_token_id, calib_clips)
     for name, mod in model.named_modules():
         if name in bounds:
             lo_in, hi_in, lo_out, hi_out = bounds[name]

@@ -6,9 +6,11 @@
 
 Writes `<out>/<split>/<id>.wav` (16 kHz mono s16) and `<out>/<split>/manifest.jsonl`, one JSON object
 per line: `{"id", "audio" (path relative to the manifest), "text", "voice", "wpm", "pitch", "gap",
-"noise", "snr_db", "reverb", "band", "seconds", "words"}`. `words` holds each word's [start, end] in
-seconds of the final clip, from espeak-ng's own word events (the synthesiser knows where every word
-starts; a word ends where the next begins); training uses them as alignment targets.
+"noise", "snr_db", "reverb", "band", "seconds", "words", "phones"}`. `words` holds each word's
+[start, end] in seconds of the final clip, from espeak-ng's own word events (the synthesiser knows
+where every word starts; a word ends where the next begins), `phones` each phoneme's [mnemonic,
+start] from its phoneme events (a phoneme lasts until the next; `_` and `_:` are pauses);
+training uses them as alignment targets.
 
 Everything is a pure function of the seed and the utterance index: utterance i of a split draws
 from its own `numpy.random.default_rng([seed, split, i])`, espeak-ng and sox run with fixed
@@ -239,7 +241,7 @@ class _EspeakEvent(ctypes.Structure):
 
     _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
                 ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", ctypes.c_void_p)]
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
 
 
 class _EspeakVoice(ctypes.Structure):
@@ -253,6 +255,8 @@ class _EspeakVoice(ctypes.Structure):
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
                                    ctypes.POINTER(_EspeakEvent))
 _EVENT_WORD = 1
+_EVENT_PHONEME = 7
+_INITIALIZE_PHONEME_EVENTS = 1
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _PARAM_RATE, _PARAM_PITCH, _PARAM_WORDGAP = 1, 3, 7
@@ -262,6 +266,7 @@ def _espeak_child(voice: str, text: str, wpm: int, pitch: int, gap: int):
     lib = ctypes.CDLL("libespeak-ng.so.1")
     chunks: list[np.ndarray] = []
     words: list[tuple[int, int]] = []
+    phones: list[tuple[str, int]] = []
 
     @_SYNTH_CALLBACK
     def on_audio(wav, n, events):
@@ -271,10 +276,12 @@ def _espeak_child(voice: str, text: str, wpm: int, pitch: int, gap: int):
         while events[i].type != 0:
             if events[i].type == _EVENT_WORD:
                 words.append((events[i].text_position, events[i].sample))
+            elif events[i].type == _EVENT_PHONEME:
+                phones.append((bytes(events[i].id).split(b"\0")[0].decode("ascii", "replace"), events[i].sample))
             i += 1
         return 0
 
-    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, None, 0)
+    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, None, _INITIALIZE_PHONEME_EVENTS)
     if rate <= 0:
         raise RuntimeError("espeak_Initialize failed")
     lib.espeak_SetSynthCallback(on_audio)
@@ -289,12 +296,13 @@ def _espeak_child(voice: str, text: str, wpm: int, pitch: int, gap: int):
     raw = text.encode()
     lib.espeak_Synth(ctypes.c_char_p(raw), len(raw) + 1, 0, _POS_CHARACTER, 0, 0, None, None)
     lib.espeak_Synchronize()
-    return rate, np.concatenate(chunks), words
+    return rate, np.concatenate(chunks), words, phones
 
 
-def espeak(voice: str, text: str, wpm: int, pitch: int, gap: int) -> tuple[int, np.ndarray, list[tuple[int, int]]]:
-    """(sample rate, s16 samples, [(1-based character offset, first sample)] per word event) from
-    libespeak-ng, run in a forked child so that no synthesiser state survives between utterances."""
+def espeak(voice: str, text: str, wpm: int, pitch: int, gap: int):
+    """(sample rate, s16 samples, [(1-based character offset, first sample)] per word event,
+    [(phoneme mnemonic, first sample)] per phoneme event) from libespeak-ng, run in a forked child
+    so that no synthesiser state survives between utterances."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -355,13 +363,14 @@ def synthesise(job: tuple) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="hark-gen-") as tmp:
         tmp = Path(tmp)
         raw = tmp / "raw.wav"
-        rate, samples, events = espeak(p["voice"], text, p["wpm"], p["pitch"], p["gap"])
+        rate, samples, events, phone_events = espeak(p["voice"], text, p["wpm"], p["pitch"], p["gap"])
         starts = word_starts(text, events)
         if starts is None:
             return None
         write_wav(raw, samples, rate)
         # sox's padding shifts every word; `sinc` is zero-phase and `reverb` only adds a tail.
         bounds = [s / rate + p["pad"][0] for s in starts] + [len(samples) / rate + p["pad"][0]]
+        phones = [[name, round(s / rate + p["pad"][0], 4)] for name, s in phone_events]
         clean = tmp / "clean.wav"
         effects = ["pad", str(p["pad"][0]), str(p["pad"][1])]
         if p["band"]:
@@ -389,7 +398,8 @@ def synthesise(job: tuple) -> dict | None:
     entry = {"id": uid, "audio": dst.name, "text": text, "voice": p["voice"], "wpm": p["wpm"], "pitch": p["pitch"],
              "gap": p["gap"], "noise": p["noise"], "snr_db": p["snr_db"], "reverb": p["reverb"], "band": p["band"],
              "seconds": round(len(read_wav(dst)) / SAMPLE_RATE, 3),
-             "words": [[round(a, 4), round(b, 4)] for a, b in zip(bounds[:-1], bounds[1:])]}
+             "words": [[round(a, 4), round(b, 4)] for a, b in zip(bounds[:-1], bounds[1:])],
+             "phones": phones}
     return entry
 
 

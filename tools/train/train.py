@@ -49,6 +49,8 @@ import common
 RUNS = common.HERE / "runs"
 DATA = common.HERE / "data"
 TOKEN_SECONDS = 0.04  # one audio soft token per 40 ms (spec section 2.8)
+SUBSAMPLER_INIT_CLIPS = 200
+N_FREQ = 32  # frequency positions after the two stride-2 convolutions over 128 mel bins
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,6 +86,33 @@ def spike_positions(groups: list[list[int]], ends: list[float], n_audio: int) ->
     return pos
 
 
+def is_pause(phone: str) -> bool:
+    return phone.startswith("_") or phone in ("", ";")
+
+
+def phone_inventory(entries: list[dict]) -> list[str]:
+    """espeak-ng's phoneme mnemonics seen in the training manifest, most frequent first; class 0 is
+    silence (pauses and anything before the first phoneme)."""
+    counts: dict[str, int] = {}
+    for e in entries:
+        for name, _ in e["phones"]:
+            if not is_pause(name):
+                counts[name] = counts.get(name, 0) + 1
+    return ["<sil>"] + sorted(counts, key=lambda n: (-counts[n], n))
+
+
+def phone_labels(phones: list, inventory: dict[str, int], n_audio: int) -> list[int]:
+    """The phoneme sounding at the centre of each audio token (0 = silence or unknown)."""
+    labels = []
+    j = -1
+    for k in range(n_audio):
+        t = (k + 0.5) * TOKEN_SECONDS
+        while j + 1 < len(phones) and phones[j + 1][1] <= t:
+            j += 1
+        labels.append(0 if j < 0 or is_pause(phones[j][0]) else inventory.get(phones[j][0], 0))
+    return labels
+
+
 def word_spans(groups: list[list[int]], words: list[list[float]], n_audio: int) -> list[list[int]]:
     """[first token, last token + 1, label] per word: the audio tokens whose centre lies in the word."""
     spans = []
@@ -95,18 +124,48 @@ def word_spans(groups: list[list[int]], words: list[list[float]], n_audio: int) 
 
 
 # ---------------------------------------------------------------------------------------------
-# prepare: tokenizer, initial weights, features, targets
+# prepare: tokenizer, frozen subsampler output, targets
 # ---------------------------------------------------------------------------------------------
 
 
-def prepare(run: Path, data: Path, limit: int | None, threads: int) -> None:
+@torch.no_grad()
+def subsampled(sub, feats) -> np.ndarray:
+    """The subsampling convolutions' output for one clip: [n_valid, freq*channels], the input of
+    input_proj_linear."""
+    x = torch.from_numpy(feats["input_features"]).float()
+    mask = torch.from_numpy(feats["input_features_mask"]).bool()
+    h, m = sub.layer0(x.unsqueeze(1), mask)
+    h, m = sub.layer1(h, m)
+    b, _, t, _ = h.shape
+    h = h.permute(0, 2, 3, 1).reshape(b, t, -1)[0]
+    n = int(m[0].sum())
+    assert bool(m[0, :n].all()), "valid frames are a prefix"
+    return h[:n].numpy()
+
+
+def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_features: bool = False) -> None:
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
+    train_entries = common.read_manifest(data / "train" / "manifest.jsonl")
+    phones = phone_inventory(train_entries)
+    (run / "phones.json").write_text(json.dumps(phones))
+    inventory = {name: i for i, name in enumerate(phones)}
     tok = common.build_tokenizer()
     tok.save_pretrained(run / "tokenizer")
     pb = common.PromptBuilder(tok)
     proc = common.processor(tok)
     extractor = proc.feature_extractor
+    sub = common.new_model(tok).model.audio_tower.subsample_conv_projection.eval()
+    if reuse_features:
+        sub.load_state_dict(torch.load(run / "subsampler.pt"))
+    else:
+        calib = []
+        for e in train_entries[:SUBSAMPLER_INIT_CLIPS]:
+            f = extractor([common.read_wav(Path(e["path"]))], sampling_rate=common.SAMPLE_RATE, return_tensors="pt")
+            calib.append((f["input_features"].float(), f["input_features_mask"].bool()))
+        kept = common.subsampler_pca_init(sub, calib)
+        torch.save(sub.state_dict(), run / "subsampler.pt")
+        print(f"subsampler: PCA init on {len(calib)} clips, layer1 keeps {kept * 100:.0f} % of the variance", flush=True)
     for split in ("train", "test"):
         entries = common.read_manifest(data / split / "manifest.jsonl")
         if limit:
@@ -114,29 +173,41 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int) -> None:
         t0 = time.time()
         chunks, index = [], []
         offset = unaligned = 0
+        old = None
+        if reuse_features and (run / f"sub_{split}.npy").exists():
+            # Only the targets changed: keep the (expensive) cached subsampler output.
+            old = {r["id"]: r for r in json.loads((run / f"index_{split}.json").read_text())}
+            if [r for r in old] != [e["id"] for e in entries]:
+                raise SystemExit(f"--reuse-features: {split} clips differ from the cached ones")
         for k, e in enumerate(entries):
-            wav = common.read_wav(Path(e["path"]))
-            feats = extractor([wav], sampling_rate=common.SAMPLE_RATE, return_tensors="np")
-            n_frames = int(feats["input_features_mask"][0].sum())
-            mel = feats["input_features"][0, :n_frames]
-            n = common.n_audio_tokens(len(wav))
-            assert n == math.ceil(n_frames / 4), (e["id"], n, n_frames)
-            if k < 3:
-                pb.check_against_processor(proc, wav, n)
+            if old is not None:
+                n_frames, n = old[e["id"]]["n_frames"], old[e["id"]]["n_audio"]
+            else:
+                wav = common.read_wav(Path(e["path"]))
+                feats = extractor([wav], sampling_rate=common.SAMPLE_RATE, return_tensors="np")
+                n_frames = int(feats["input_features_mask"][0].sum())
+                n = common.n_audio_tokens(len(wav))
+                assert n == math.ceil(n_frames / 4), (e["id"], n, n_frames)
+                h = subsampled(sub, feats)
+                assert len(h) == n, (e["id"], len(h), n)
+                if k < 3:
+                    pb.check_against_processor(proc, wav, n)
+                chunks.append(h.astype(np.float16))
             groups = word_tokens(tok, e["text"])
             spikes = spike_positions(groups, [w[1] for w in e["words"]], n)
             unaligned += spikes is None
-            chunks.append(mel.astype(np.float16))
             index.append({"id": e["id"], "offset": offset, "n_frames": n_frames, "n_audio": n,
                           "target": pb.target(e["text"]), "text": e["text"], "spikes": spikes,
                           "spans": word_spans(groups, e["words"], n), "groups": groups,
-                          "word_ends": [w[1] for w in e["words"]]})
-            offset += n_frames
+                          "word_ends": [w[1] for w in e["words"]],
+                          "phones": phone_labels(e["phones"], inventory, n)})
+            offset += n
             if (k + 1) % 2000 == 0:
                 print(f"  {split}: {k + 1}/{len(entries)} clips, {time.time() - t0:.0f} s", flush=True)
-        np.save(run / f"mel_{split}.npy", np.concatenate(chunks))
+        if old is None:
+            np.save(run / f"sub_{split}.npy", np.concatenate(chunks))
         (run / f"index_{split}.json").write_text(json.dumps(index))
-        print(f"{split}: {len(index)} clips ({unaligned} without room for their spikes), {offset} mel frames, "
+        print(f"{split}: {len(index)} clips ({unaligned} without room for their spikes), {offset} audio tokens, "
               f"{time.time() - t0:.0f} s", flush=True)
     (run / "prompt.json").write_text(json.dumps({"head": pb.head, "tail": pb.tail}))
 
@@ -148,51 +219,53 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int) -> None:
 
 class Split:
     def __init__(self, run: Path, name: str):
-        self.mel = np.load(run / f"mel_{name}.npy", mmap_mode="r")
+        self.feats = np.load(run / f"sub_{name}.npy", mmap_mode="r")
         self.index = json.loads((run / f"index_{name}.json").read_text())
 
     def __len__(self) -> int:
         return len(self.index)
 
 
-def spec_augment(mel: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Mild SpecAugment: up to two frequency bands of <= 12 bins and two stretches of <= 4 frames
-    (40 ms, shorter than any word) set to the clip's mean."""
-    mel = mel.clone()
-    fill = mel.mean()
-    t, f = mel.shape
+def augment(x: torch.Tensor, rng: np.random.Generator, n_freq: int) -> torch.Tensor:
+    """SpecAugment on the subsampler output [tokens, freq*channels]: up to two bands of <= 3 of its
+    frequency positions (<= 12 mel bins) and up to two single tokens (40 ms, shorter than any
+    word) set to the clip's mean."""
+    x = x.clone()
+    mean = x.mean(0)
+    t = x.shape[0]
+    per_freq = x.shape[1] // n_freq
     for _ in range(int(rng.integers(0, 3))):
-        w = int(rng.integers(1, 13))
-        s = int(rng.integers(0, f - w))
-        mel[:, s:s + w] = fill
+        w = int(rng.integers(1, 4))
+        f = int(rng.integers(0, n_freq - w))
+        cols = slice(f * per_freq, (f + w) * per_freq)
+        x[:, cols] = mean[cols]
     for _ in range(int(rng.integers(0, 3))):
-        w = int(rng.integers(1, 5))
-        s = int(rng.integers(0, max(t - w, 1)))
-        mel[s:s + w] = fill
-    return mel
+        k = int(rng.integers(0, t))
+        x[k] = mean
+    return x
 
 
 def truncated(r: dict, rng: np.random.Generator) -> dict:
     """The clip cut at a random point (at least 30 % kept), its target reduced to the words heard
     completely: what a streaming decoder sees mid-utterance. Teaching the model to leave a
     half-heard last word out keeps the streaming engine's agreed (committed) prefix right."""
-    n_frames = int(rng.integers(max(8, int(0.3 * r["n_frames"])), r["n_frames"] + 1))
-    cut_s = n_frames * 0.01
+    n_audio = int(rng.integers(max(2, int(0.3 * r["n_audio"])), r["n_audio"] + 1))
+    # Token k is final once (k+1)*40 ms of audio have arrived (up to 30 ms of look-ahead aside).
+    cut_s = n_audio * TOKEN_SECONDS
     ends = [e for e in r["word_ends"]]
     heard = 0
     while heard < len(ends) and ends[heard] <= cut_s:
         heard += 1
-    n_audio = math.ceil(n_frames / 4)
     groups = r["groups"][:heard]
     target = [t for g in groups for t in g] + r["target"][-1:]
     spans = [[a, min(b, n_audio), label] for a, b, label in r["spans"] if a < n_audio]
-    return {**r, "n_frames": n_frames, "n_audio": n_audio, "target": target, "spans": spans,
+    return {**r, "n_audio": n_audio, "target": target, "spans": spans, "phones": r["phones"][:n_audio],
             "spikes": spike_positions(groups, ends[:heard], n_audio) if groups else []}
 
 
 def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: int, n_vocab: int,
             rng: np.random.Generator | None = None, truncate: float = 0.0) -> dict:
-    """Mel features, left-padded prompt+target ids, decoder labels and the frame labels.
+    """Subsampler output, left-padded prompt+target ids, decoder labels and the frame labels.
 
     Frame labels cover the valid audio tokens of the batch in order (the order of transformers'
     `audio_hidden_states`): `spike` (blank = n_vocab), `previous` (start = n_vocab, -100 off the
@@ -202,17 +275,17 @@ def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: in
     rows = [split.index[i] for i in items]
     if rng is not None and truncate > 0:
         rows = [truncated(r, rng) if rng.random() < truncate else r for r in rows]
-    t_max = max(r["n_frames"] for r in rows)
-    mel = torch.zeros(len(rows), t_max, split.mel.shape[1])
+    t_max = max(r["n_audio"] for r in rows)
+    feats = torch.zeros(len(rows), t_max, split.feats.shape[1])
     mask = torch.zeros(len(rows), t_max, dtype=torch.bool)
     seqs, tgt_lens = [], []
-    spike, previous, word = [], [], []
+    spike, previous, word, phone = [], [], [], []
     for b, r in enumerate(rows):
-        x = torch.from_numpy(np.asarray(split.mel[r["offset"]:r["offset"] + r["n_frames"]], dtype=np.float32))
+        x = torch.from_numpy(np.asarray(split.feats[r["offset"]:r["offset"] + r["n_audio"]], dtype=np.float32))
         if rng is not None:
-            x = spec_augment(x, rng)
-        mel[b, :r["n_frames"]] = x
-        mask[b, :r["n_frames"]] = True
+            x = augment(x, rng, N_FREQ)
+        feats[b, :r["n_audio"]] = x
+        mask[b, :r["n_audio"]] = True
         seqs.append(pb.prompt(r["n_audio"]) + r["target"])
         tgt_lens.append(len(r["target"]))
         n = r["n_audio"]
@@ -228,6 +301,7 @@ def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: in
         w = torch.full((n,), n_vocab, dtype=torch.long)
         for a, e, label in r["spans"]:
             w[a:e] = label
+        phone.append(torch.tensor(r["phones"], dtype=torch.long))
         spike.append(s)
         previous.append(p)
         word.append(w)
@@ -245,8 +319,9 @@ def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: in
     for b, n in enumerate(tgt_lens):
         labels[b, pos < length - n] = -100
     return {"input_ids": ids, "attention_mask": attn, "position_ids": (attn.cumsum(-1) - 1).clamp(min=0),
-            "input_features": mel, "input_features_mask": mask, "keep": keep, "labels": labels,
-            "spike": torch.cat(spike), "previous": torch.cat(previous), "word": torch.cat(word)}
+            "input_features": feats, "input_features_mask": mask, "keep": keep, "labels": labels,
+            "spike": torch.cat(spike), "previous": torch.cat(previous), "word": torch.cat(word),
+            "phone": torch.cat(phone)}
 
 
 def batches_by_length(split: Split, frames_per_batch: int, max_batch: int, rng: np.random.Generator) -> list[list[int]]:
@@ -270,11 +345,28 @@ def batches_by_length(split: Split, frames_per_batch: int, max_batch: int, rng: 
 # ---------------------------------------------------------------------------------------------
 
 
+def cached_subsampler(model) -> None:
+    """Training-time forward of the subsampler: its (frozen) convolutions' output comes precomputed
+    from `prepare`, so `input_features` holds that output, one row per audio token."""
+    sub = model.model.audio_tower.subsample_conv_projection
+
+    def forward(x, mask=None):
+        return sub.input_proj_linear(x), mask
+
+    sub.forward = forward
+
+
+FROZEN = ("subsample_conv_projection.layer0.", "subsample_conv_projection.layer1.")
+
+
 class FrameHeads(torch.nn.Module):
     """Training-only linear readouts of the audio soft tokens (not exported)."""
 
-    def __init__(self, hidden: int, n_vocab: int):
+    NAMES = ("phone", "spike", "previous", "word")
+
+    def __init__(self, hidden: int, n_vocab: int, n_phones: int):
         super().__init__()
+        self.phone = torch.nn.Linear(hidden, n_phones)
         self.spike = torch.nn.Linear(hidden, n_vocab + 1)
         self.previous = torch.nn.Linear(hidden, n_vocab + 1)
         self.word = torch.nn.Linear(hidden, n_vocab + 1)
@@ -282,7 +374,7 @@ class FrameHeads(torch.nn.Module):
     def losses(self, audio: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         audio = audio.float()
         out = {}
-        for name in ("spike", "previous", "word"):
+        for name in self.NAMES:
             logits = getattr(self, name)(audio)
             out[name] = F.cross_entropy(logits, batch[name], ignore_index=-100)
             valid = batch[name] != -100
@@ -317,7 +409,7 @@ def forward_loss(model, heads: FrameHeads, batch: dict, weights: dict[str, float
         loss = torch.zeros(())
         audio = audio_tokens(model, batch)
     frame = heads.losses(audio, batch)
-    for name in ("spike", "previous", "word"):
+    for name in FrameHeads.NAMES:
         loss = loss + weights[name] * frame[name]
         stats[name] = float(frame[name].detach())
         stats[name + "_acc"] = float(frame[name + "_acc"])
@@ -345,7 +437,7 @@ def evaluate_tf(model, heads, split: Split, pb, pad_id: int, n_vocab: int, n: in
     batches = 0
     for k in range(0, len(items), 24):
         batch = collate(split, items[k:k + 24], pb, pad_id, n_vocab)
-        _, stats = forward_loss(model, heads, batch, {"spike": 1, "previous": 1, "word": 1}, decoder)
+        _, stats = forward_loss(model, heads, batch, dict.fromkeys(FrameHeads.NAMES, 1.0), decoder)
         for key, v in stats.items():
             totals[key] = totals.get(key, 0.0) + v
         batches += 1
@@ -399,9 +491,15 @@ def fit(run: Path, args) -> None:
     assert json.loads((run / "prompt.json").read_text()) == {"head": pb.head, "tail": pb.tail}, "stale prepare"
     train, test = Split(run, "train"), Split(run, "test")
     model = common.new_model(tok)
+    model.model.audio_tower.subsample_conv_projection.load_state_dict(torch.load(run / "subsampler.pt"))
+    cached_subsampler(model)
+    for name, p in model.named_parameters():
+        if any(f in name for f in FROZEN):
+            p.requires_grad_(False)
     torch.manual_seed(args.seed)
-    heads = FrameHeads(model.config.text_config.hidden_size, n_vocab)
-    params = list(model.parameters()) + list(heads.parameters())
+    n_phones = len(json.loads((run / "phones.json").read_text()))
+    heads = FrameHeads(model.config.text_config.hidden_size, n_vocab, n_phones)
+    params = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -439,7 +537,8 @@ def fit(run: Path, args) -> None:
                 g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
             batch = collate(train, batches[pos], pb, pad_id, n_vocab, aug_rng if args.augment else None,
                             args.truncate)
-            weights = {"spike": args.spike_weight, "previous": args.previous_weight, "word": args.word_weight}
+            weights = {"phone": args.phone_weight, "spike": args.spike_weight, "previous": args.previous_weight,
+                       "word": args.word_weight}
             if decoder:
                 weights = {k: v * args.frame_weight_after for k, v in weights.items()}
             loss, stats = forward_loss(model, heads, batch, weights, decoder)
@@ -483,6 +582,7 @@ def main() -> None:
     ap.add_argument("--run", default="demo")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--limit", type=int, default=None, help="prepare: only the first N clips of each split")
+    ap.add_argument("--reuse-features", action="store_true", help="prepare: keep the cached subsampler output")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--encoder-steps", type=int, default=300, help="first steps: audio path and frame heads only")
     ap.add_argument("--lr", type=float, default=1.5e-3)
@@ -491,6 +591,7 @@ def main() -> None:
     ap.add_argument("--clip", type=float, default=5.0, help="global gradient-norm clip")
     ap.add_argument("--frames-per-batch", type=int, default=1600, help="audio tokens per batch (25 per second)")
     ap.add_argument("--max-batch", type=int, default=48)
+    ap.add_argument("--phone-weight", type=float, default=1.0)
     ap.add_argument("--spike-weight", type=float, default=1.0)
     ap.add_argument("--previous-weight", type=float, default=0.5)
     ap.add_argument("--word-weight", type=float, default=0.5)
@@ -508,7 +609,7 @@ def main() -> None:
     args = ap.parse_args()
     run = RUNS / args.run
     if args.stage == "prepare":
-        prepare(run, Path(args.data), args.limit, args.threads)
+        prepare(run, Path(args.data), args.limit, args.threads, args.reuse_features)
     else:
         torch.manual_seed(args.seed)
         fit(run, args)
