@@ -58,7 +58,7 @@ fn live_captions_in_a_terminal() {
     };
     let daemon = Daemon::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let (speech, _) = speech_with_gaps(dir.path(), &["fox.wav", "lights.wav"], 0.8);
+    let (speech, _) = speech_with_gaps(dir.path(), &["coffee.wav", "lights.wav"], 0.8);
     let cues = dir.path().join("live.vtt");
     // The command prints a marker when done and stays, so the final screen can be read; its
     // status line on stderr is left out so the screen holds captions only.
@@ -115,7 +115,7 @@ fn live_captions_in_a_terminal() {
         );
     }
     let shown = caption_lines.join(" ");
-    let mut expected = clip_words("fox.wav");
+    let mut expected = clip_words("coffee.wav");
     expected.extend(clip_words("lights.wav"));
     assert_says(&shown, &expected);
 

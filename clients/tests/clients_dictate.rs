@@ -28,7 +28,7 @@ fn control(socket: &Path, cmd: &str) -> String {
 fn continuous_dictation_prints_committed_text() {
     let daemon = Daemon::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let (speech, _) = speech_with_gaps(dir.path(), &["fox.wav", "callback.wav"], 1.0);
+    let (speech, _) = speech_with_gaps(dir.path(), &["coffee.wav", "numbers.wav"], 1.0);
     let (out, err) = run_ok(
         hark()
             .args(["dictate", "--mode", "continuous", "--stdout", "--fast"])
@@ -44,8 +44,8 @@ fn continuous_dictation_prints_committed_text() {
         !typed.contains('\n'),
         "a newline would press Enter: {typed:?}"
     );
-    let mut expected = clip_words("fox.wav");
-    expected.extend(clip_words("callback.wav"));
+    let mut expected = clip_words("coffee.wav");
+    expected.extend(clip_words("numbers.wav"));
     assert_says(typed, &expected);
 }
 
@@ -77,9 +77,9 @@ fn push_to_talk_types_only_what_was_said_while_held() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("typed.txt");
     let socket = dir.path().join("ptt.sock");
-    // fox, 3 s of silence, lights: the key is held for the first clip only.
-    let (speech, _) = speech_with_gaps(dir.path(), &["fox.wav", "lights.wav"], 3.0);
-    let fox_s = hound::WavReader::open(clip("fox.wav")).unwrap().duration() as f64 / 16_000.0;
+    // coffee, 3 s of silence, lights: the key is held for the first clip only.
+    let (speech, _) = speech_with_gaps(dir.path(), &["coffee.wav", "lights.wav"], 3.0);
+    let coffee_s = hound::WavReader::open(clip("coffee.wav")).unwrap().duration() as f64 / 16_000.0;
     let child = hark()
         .args(["dictate", "--mode", "push-to-talk", "--injector"])
         .arg(recording_injector(dir.path(), &log))
@@ -98,7 +98,7 @@ fn push_to_talk_types_only_what_was_said_while_held() {
     assert_eq!(control(&socket, "status"), "ok idle");
     assert_eq!(control(&socket, "start"), "ok listening");
     // Release the key in the pause after the first clip (real-time input).
-    let release = Duration::from_secs_f64(fox_s + 1.5);
+    let release = Duration::from_secs_f64(coffee_s + 1.5);
     std::thread::sleep(release.saturating_sub(began.elapsed()));
     assert_eq!(control(&socket, "stop"), "ok idle");
     // The flush types the utterance right away, long before the input ends.
@@ -111,7 +111,7 @@ fn push_to_talk_types_only_what_was_said_while_held() {
     assert!(out.stdout.is_empty());
     let typed = std::fs::read_to_string(&log).unwrap();
     assert!(!typed.trim().is_empty());
-    assert_says(&typed, &clip_words("fox.wav"));
+    assert_says(&typed, &clip_words("coffee.wav"));
     assert_not_says(&typed, &["kitchen", "lights"]);
     // The dictation removed its socket on exit.
     assert!(!socket.exists());

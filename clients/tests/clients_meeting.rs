@@ -127,7 +127,7 @@ fn expected_words(clips: &[&str]) -> Vec<String> {
     clips.iter().flat_map(|c| clip_words(c)).collect()
 }
 
-const CLIPS: [&str; 3] = ["fox.wav", "lights.wav", "callback.wav"];
+const CLIPS: [&str; 3] = ["coffee.wav", "lights.wav", "numbers.wav"];
 
 #[test]
 fn a_cut_connection_is_resumed_without_losing_audio() {
@@ -228,5 +228,5 @@ fn ctrl_c_ends_a_meeting_cleanly() {
     let acked = t["session"]["acked_samples"].as_u64().unwrap();
     assert!(acked > 16_000 * 3 && acked < total, "{acked} of {total}");
     assert_eq!(t["session"]["sent_samples"], acked);
-    assert_says(t["text"].as_str().unwrap(), &clip_words("fox.wav"));
+    assert_says(t["text"].as_str().unwrap(), &clip_words("coffee.wav"));
 }

@@ -229,11 +229,11 @@ async fn the_captions_page_streams_a_url_and_a_microphone() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let (speech, _) = speech_with_gaps(dir.path(), &["fox.wav", "lights.wav"], 0.8);
+    let (speech, _) = speech_with_gaps(dir.path(), &["coffee.wav", "lights.wav"], 0.8);
     let audio = serve_file(&speech);
     let browser = Browser::launch(&speech);
     let base = format!("http://{}/captions", daemon.addr);
-    let mut expected = clip_words("fox.wav");
+    let mut expected = clip_words("coffee.wav");
     expected.extend(clip_words("lights.wav"));
 
     // Audio from a URL, streamed at real time.

@@ -50,7 +50,7 @@ fn transcribe_through_the_daemon_in_every_format() {
     let (json, _) = run_ok(
         hark()
             .args(["transcribe", "--server", &server, "--format", "json"])
-            .arg(clip("fox.wav"))
+            .arg(clip("coffee.wav"))
             .arg(clip("lights.wav")),
     );
     let lines: Vec<serde_json::Value> = json
@@ -58,7 +58,7 @@ fn transcribe_through_the_daemon_in_every_format() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2, "{json}");
-    for (line, file) in lines.iter().zip(["fox.wav", "lights.wav"]) {
+    for (line, file) in lines.iter().zip(["coffee.wav", "lights.wav"]) {
         assert!(line["file"].as_str().unwrap().ends_with(file));
         let duration = hound::WavReader::open(clip(file)).unwrap().duration() as f64 / 16_000.0;
         assert!(
@@ -78,12 +78,12 @@ fn transcribe_through_the_daemon_in_every_format() {
     let (srt, _) = run_ok(
         hark()
             .args(["transcribe", "--server", &server, "--format", "srt"])
-            .arg(clip("callback.wav")),
+            .arg(clip("numbers.wav")),
     );
     let srt_cues = cues(&srt, false);
     assert!(!srt_cues.is_empty(), "{srt}");
     let said: Vec<String> = srt_cues.iter().map(|c| c.2.clone()).collect();
-    assert_says(&said.join(" "), &clip_words("callback.wav"));
+    assert_says(&said.join(" "), &clip_words("numbers.wav"));
 
     // Several files as subtitles go to one file each; the token flag is accepted (the daemon
     // has none) and the language is given by name.
@@ -100,10 +100,10 @@ fn transcribe_through_the_daemon_in_every_format() {
             ])
             .args(["English", "--token", "unused", "--out-dir"])
             .arg(dir.path())
-            .arg(clip("fox.wav"))
+            .arg(clip("coffee.wav"))
             .arg(clip("hello.wav")),
     );
-    for stem in ["fox", "hello"] {
+    for stem in ["coffee", "hello"] {
         let vtt = std::fs::read_to_string(dir.path().join(format!("{stem}.vtt"))).unwrap();
         assert!(!cues(&vtt, true).is_empty(), "{vtt}");
     }
@@ -112,14 +112,14 @@ fn transcribe_through_the_daemon_in_every_format() {
     let err = run_err(
         hark()
             .args(["transcribe", "--server", &server, "--format", "srt"])
-            .arg(clip("fox.wav"))
+            .arg(clip("coffee.wav"))
             .arg(clip("hello.wav")),
     );
     assert!(err.contains("--out-dir"), "{err}");
     let err = run_err(
         hark()
             .args(["transcribe", "--server", &server, "--language", "Klingon"])
-            .arg(clip("fox.wav")),
+            .arg(clip("coffee.wav")),
     );
     assert!(err.contains("BCP 47"), "{err}");
 }

@@ -143,7 +143,21 @@ def subsampled(sub, feats) -> np.ndarray:
     return h[:n].numpy()
 
 
-def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_features: bool = False) -> None:
+def load_exported(model, directory: Path) -> None:
+    """Start from an exported model's weights (a previous session's result): everything but the
+    ClippableLinear bounds, which export calibrates and training keeps infinite."""
+    from safetensors.torch import load_file
+
+    state = {k: v.float() for k, v in load_file(str(Path(directory) / "model.safetensors")).items()}
+    state = {k: v for k, v in state.items() if not k.endswith(("input_min", "input_max", "output_min", "output_max"))}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("input_min", "input_max", "output_min", "output_max"))]
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise SystemExit(f"{directory}: does not match this model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_features: bool = False,
+            init_from: Path | None = None) -> None:
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     train_entries = common.read_manifest(data / "train" / "manifest.jsonl")
@@ -158,6 +172,11 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_featur
     sub = common.new_model(tok).model.audio_tower.subsample_conv_projection.eval()
     if reuse_features:
         sub.load_state_dict(torch.load(run / "subsampler.pt"))
+    elif init_from is not None:
+        model = common.new_model(tok)
+        load_exported(model, init_from)
+        sub = model.model.audio_tower.subsample_conv_projection.eval()
+        torch.save(sub.state_dict(), run / "subsampler.pt")
     else:
         calib = []
         for e in train_entries[:SUBSAMPLER_INIT_CLIPS]:
@@ -491,7 +510,15 @@ def fit(run: Path, args) -> None:
     assert json.loads((run / "prompt.json").read_text()) == {"head": pb.head, "tail": pb.tail}, "stale prepare"
     train, test = Split(run, "train"), Split(run, "test")
     model = common.new_model(tok)
-    model.model.audio_tower.subsample_conv_projection.load_state_dict(torch.load(run / "subsampler.pt"))
+    sub_state = torch.load(run / "subsampler.pt")
+    if args.init_from:
+        load_exported(model, Path(args.init_from))
+        for k, v in model.model.audio_tower.subsample_conv_projection.state_dict().items():
+            if "input_proj" not in k and not torch.equal(v, sub_state[k]):
+                raise SystemExit(f"{args.init_from}: its subsampler differs from the cached one; "
+                                 f"run prepare with the same --init-from")
+    else:
+        model.model.audio_tower.subsample_conv_projection.load_state_dict(sub_state)
     cached_subsampler(model)
     for name, p in model.named_parameters():
         if any(f in name for f in FROZEN):
@@ -583,6 +610,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--limit", type=int, default=None, help="prepare: only the first N clips of each split")
     ap.add_argument("--reuse-features", action="store_true", help="prepare: keep the cached subsampler output")
+    ap.add_argument("--init-from", default=None,
+                    help="start from an exported model (e.g. model/demo-model): prepare and fit alike")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--encoder-steps", type=int, default=300, help="first steps: audio path and frame heads only")
     ap.add_argument("--lr", type=float, default=1.5e-3)
@@ -609,7 +638,8 @@ def main() -> None:
     args = ap.parse_args()
     run = RUNS / args.run
     if args.stage == "prepare":
-        prepare(run, Path(args.data), args.limit, args.threads, args.reuse_features)
+        prepare(run, Path(args.data), args.limit, args.threads, args.reuse_features,
+                Path(args.init_from) if args.init_from else None)
     else:
         torch.manual_seed(args.seed)
         fit(run, args)
