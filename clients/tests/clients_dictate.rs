@@ -79,7 +79,10 @@ fn push_to_talk_types_only_what_was_said_while_held() {
     let socket = dir.path().join("ptt.sock");
     // coffee, 3 s of silence, lights: the key is held for the first clip only.
     let (speech, _) = speech_with_gaps(dir.path(), &["coffee.wav", "lights.wav"], 3.0);
-    let coffee_s = hound::WavReader::open(clip("coffee.wav")).unwrap().duration() as f64 / 16_000.0;
+    let coffee_s = hound::WavReader::open(clip("coffee.wav"))
+        .unwrap()
+        .duration() as f64
+        / 16_000.0;
     let child = hark()
         .args(["dictate", "--mode", "push-to-talk", "--injector"])
         .arg(recording_injector(dir.path(), &log))

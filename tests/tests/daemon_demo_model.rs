@@ -22,7 +22,7 @@ async fn the_default_model_transcribes_real_words() {
     }
     let builder = Harkd::builder().embedded_model().max_new_tokens(64);
     let harkd = builder.clone().start();
-    for name in ["numbers", "coffee", "garden", "lights", "hello-44k1-stereo"] {
+    for name in ["numbers", "coffee", "hello-44k1-stereo"] {
         let clip = Clip::fixture(name);
         let expected = words(&fixture_text(name));
         let offline = hark_tests::offline::transcribe(None, &clip.path, builder.token_budget());

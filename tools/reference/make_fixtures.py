@@ -73,7 +73,6 @@ RESAMPLE_SOURCE = "hello"
 DEMO_CLIPS = [
     ("numbers", "my number is 4 7 2 9", "en-us+f4", 150, 55),
     ("coffee", "can you bring the hot coffee tomorrow", "en-gb+travis", 170, 45),
-    ("garden", "there are 3 red cars in the garden", "en-029+Andrea", 140, 60),
 ]
 
 

@@ -35,7 +35,7 @@ A **small demonstration model**, not a general speech recogniser. It is Gemma 4'
 `Gemma4ForConditionalGeneration` with the USM-style conformer audio tower and the Gemma 4 decoder,
 architecture unchanged — at toy dimensions ({params:.1f} M parameters, {dtype} weights), trained
 from scratch by `tools/train/` on synthetic English speech: espeak-ng voices reading sentences
-over a {n_words}-word vocabulary plus the digits (`tools/train/vocabulary.txt`). Hark embeds it so
+over a {n_words}-word vocabulary, digits included (`tools/train/vocabulary.txt`). Hark embeds it so
 that a fresh build transcribes offline with no download, and its tests can assert real words.
 
 It understands only that vocabulary, spoken clearly; anything else comes out as the nearest

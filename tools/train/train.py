@@ -7,24 +7,35 @@
 Inputs are exactly the released prompt path: the ASR prompt of the chat template with the audio
 placeholder expanded (`PromptBuilder`, checked against `Gemma4Processor`), Gemma4AudioFeatureExtractor's
 log-mel features, and the transcript followed by `<turn|>` as the target; the decoder loss covers
-the target tokens only. The whole network trains, subsampling convolutions included.
+the target tokens only.
+
+The subsampler's two convolutions are initialised from data and frozen (`common.subsampler_pca_init`:
+filters in ± pairs along the principal components of 3×3 mel patches, then of layer-0 output
+patches); `prepare` runs them once over every clip and caches their output (f16), so training steps
+start at `input_proj_linear`. Everything after it — projection, conformer layers, audio embedder,
+decoder — trains, from a variance-preserving init (`common.variance_preserving_init`; transformers'
+0.02 init gave flat logits and long plateaus at these widths).
 
 What makes it train in an hour or two on two CPU cores instead of stalling (earlier attempts with
 the decoder loss plus CTC sat on the language-model prior and the all-blank CTC plateau for
-thousands of steps): alignment targets. gen_data.py records where espeak-ng put every word, so
-each audio soft token (40 ms) gets frame-level labels, read by three small training-only heads
-from the very embeddings the decoder receives:
+thousands of steps): alignment targets. gen_data.py records where espeak-ng put every word and
+phoneme, so each audio soft token (40 ms) gets frame-level labels, read by four small
+training-only heads from the very embeddings the decoder receives:
 
+* `phone`: the phoneme sounding at every position (dense, easy, shapes the tower first);
 * `spike`: the transcript token at the audio token just after its word ends (blank elsewhere): the
   causal tower learns to say "word w just ended" where it has heard all of w;
 * `previous`: at those same positions, the transcript token before it (or a start symbol): the
   decoder, having just written token t, finds its next token by one content match (the position
   whose "previous" is t) instead of discovering the alignment from scratch;
-* `word`: the word being spoken at every position (dense, easy, shapes the tower early).
+* `word`: the word being spoken at every position.
 
 The heads are dropped at export; the model is the unchanged Gemma 4 architecture. For the first
 `--encoder-steps` steps only the audio path and the heads run (no decoder: cheaper steps), then
-everything trains together on the decoder loss plus the (down-weighted) frame losses.
+everything trains together on the decoder loss plus the (down-weighted) frame losses. A share of
+clips (`--truncate`) is cut short with only the completely heard words as target, the situation
+of Hark's streaming engine mid-utterance; SpecAugment-style masks on the cached features help the
+unseen test voices.
 
 Batches are left-padded so that all targets end at the last position; `logits_to_keep` then lets
 transformers run the KV-shared decoder layers on the target positions only (they produce no K/V
