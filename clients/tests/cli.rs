@@ -1,4 +1,4 @@
-//! The `hark` binary end to end on the fixture checkpoints.
+//! The `hark` binary end to end on the fixture checkpoints and the embedded default model.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -335,4 +335,37 @@ fn eval_scores_offline_and_streaming_hypotheses() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.wav"));
+}
+
+/// The README's first command, exactly: the embedded default model, nothing but the file.
+#[test]
+fn the_readme_command_transcribes_a_committed_clip_with_the_embedded_model() {
+    let mut cmd = hark();
+    cmd.env_remove("HARK_MODEL")
+        .current_dir(repo())
+        .args(["transcribe", "tests/fixtures/audio/numbers.wav"]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !repo().join("model/demo-model/model.safetensors").is_file() {
+        // A checkout without the model builds without one, and says so.
+        assert!(!out.status.success());
+        assert!(stderr.contains("embeds no default model"), "{stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/audio/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let reference = manifest
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["file"] == "numbers.wav")
+        .unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(said.trim().to_lowercase(), reference, "{said:?}");
 }
