@@ -1,11 +1,11 @@
 //! The `hark` binary end to end on the fixture checkpoints and the embedded default model.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::repo;
 
 fn hark() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hark"))
@@ -340,32 +340,23 @@ fn eval_scores_offline_and_streaming_hypotheses() {
 /// The README's first command, exactly: the embedded default model, nothing but the file.
 #[test]
 fn the_readme_command_transcribes_a_committed_clip_with_the_embedded_model() {
-    let mut cmd = hark();
-    cmd.env_remove("HARK_MODEL")
+    let out = common::hark()
         .current_dir(repo())
-        .args(["transcribe", "tests/fixtures/audio/numbers.wav"]);
-    let out = cmd.output().unwrap();
+        .args(["transcribe", "tests/fixtures/audio/numbers.wav"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !repo().join("model/demo-model/model.safetensors").is_file() {
+    if common::demo_model().is_none() {
         // A checkout without the model builds without one, and says so.
         assert!(!out.status.success());
         assert!(stderr.contains("embeds no default model"), "{stderr}");
         return;
     }
     assert!(out.status.success(), "{stderr}");
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("tests/fixtures/audio/manifest.json")).unwrap(),
-    )
-    .unwrap();
-    let reference = manifest
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["file"] == "numbers.wav")
-        .unwrap()["text"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let said = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(said.trim().to_lowercase(), reference, "{said:?}");
+    assert_eq!(
+        said.trim().to_lowercase(),
+        common::clip_text("numbers.wav"),
+        "{said:?}"
+    );
 }

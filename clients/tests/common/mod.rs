@@ -179,6 +179,11 @@ pub fn closed_port() -> u16 {
 
 /// The words a clip says (from the fixture manifest).
 pub fn clip_words(file: &str) -> Vec<String> {
+    words(&clip_text(file))
+}
+
+/// The reference transcript of a fixture clip, as its manifest has it.
+pub fn clip_text(file: &str) -> String {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(clip("manifest.json")).unwrap()).unwrap();
     let entry = manifest
@@ -187,7 +192,7 @@ pub fn clip_words(file: &str) -> Vec<String> {
         .iter()
         .find(|e| e["file"] == file)
         .unwrap_or_else(|| panic!("{file} is not in the manifest"));
-    words(entry["text"].as_str().unwrap())
+    entry["text"].as_str().unwrap().to_owned()
 }
 
 /// Lower-case words without punctuation.

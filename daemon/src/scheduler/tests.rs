@@ -107,6 +107,17 @@ fn finals(outputs: &[Output]) -> Vec<String> {
         .collect()
 }
 
+/// Worker statistics are booked after the work they describe: wait up to a second for
+/// `done` to hold (the caller asserts it afterwards).
+async fn settle(done: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn flush_is_acknowledged_after_the_audio_before_it() {
     let (factory, _) = scripted(Duration::ZERO);
@@ -160,12 +171,7 @@ async fn dropping_a_link_aborts_its_stream() {
     link.push(&vec![0.0; 160_000]).await.unwrap();
     drop(link);
     let stats = sched.worker_stats().next().unwrap();
-    for _ in 0..200 {
-        if stats.streams.load(Ordering::Relaxed) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    settle(|| stats.streams.load(Ordering::Relaxed) == 0).await;
     assert_eq!(stats.streams.load(Ordering::Relaxed), 0);
     // Aborted long before its 50 chunks were processed.
     assert!(allowed.lock().unwrap().len() < 40);
@@ -220,12 +226,7 @@ async fn a_stream_behind_real_time_sheds_partials_not_finals() {
     // The worker adds a turn's busy time after the turn, i.e. after its outputs were sent:
     // give it a moment to book the last one.
     let busy_enough = || stats.busy_ns.load(Ordering::Relaxed) >= 10 * 20_000_000;
-    for _ in 0..200 {
-        if busy_enough() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    settle(busy_enough).await;
     assert!(
         busy_enough(),
         "busy {} ns",
