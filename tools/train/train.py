@@ -159,10 +159,11 @@ def load_exported(model, directory: Path) -> None:
     ClippableLinear bounds, which export calibrates and training keeps infinite."""
     from safetensors.torch import load_file
 
-    state = {k: v.float() for k, v in load_file(str(Path(directory) / "model.safetensors")).items()}
-    state = {k: v for k, v in state.items() if not k.endswith(("input_min", "input_max", "output_min", "output_max"))}
+    bounds = ("input_min", "input_max", "output_min", "output_max")
+    state = {k: v.float() for k, v in load_file(str(Path(directory) / "model.safetensors")).items()
+             if not k.endswith(bounds)}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith(("input_min", "input_max", "output_min", "output_max"))]
+    missing = [k for k in missing if not k.endswith(bounds)]
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise SystemExit(f"{directory}: does not match this model (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
@@ -180,13 +181,13 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_featur
     pb = common.PromptBuilder(tok)
     proc = common.processor(tok)
     extractor = proc.feature_extractor
-    sub = common.new_model(tok).model.audio_tower.subsample_conv_projection.eval()
+    model = common.new_model(tok)
+    if init_from is not None:
+        load_exported(model, init_from)
+    sub = model.model.audio_tower.subsample_conv_projection.eval()
     if reuse_features:
         sub.load_state_dict(torch.load(run / "subsampler.pt"))
     elif init_from is not None:
-        model = common.new_model(tok)
-        load_exported(model, init_from)
-        sub = model.model.audio_tower.subsample_conv_projection.eval()
         torch.save(sub.state_dict(), run / "subsampler.pt")
     else:
         calib = []
