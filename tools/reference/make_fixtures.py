@@ -102,6 +102,7 @@ def make_audio(out: Path) -> list[dict]:
     audio = out / "audio"
     audio.mkdir(parents=True, exist_ok=True)
     manifest = []
+    demo_names = {c[0] for c in DEMO_CLIPS}
     with tempfile.TemporaryDirectory() as tmp:
         for name, text, voice, wpm, pitch in SPEECH_CLIPS + DEMO_CLIPS:
             raw = Path(tmp) / f"{name}.raw.wav"
@@ -109,7 +110,7 @@ def make_audio(out: Path) -> list[dict]:
             dst = audio / f"{name}.wav"
             # -D: no dither, so the conversion is bit-for-bit repeatable.
             run(["sox", "-D", str(raw), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", str(dst)])
-            demo = name in {c[0] for c in DEMO_CLIPS}
+            demo = name in demo_names
             entry = {"clip": name, "file": f"{name}.wav", "text": text, "voice": voice, "wpm": wpm,
                      "pitch": pitch, "sample_rate": 16000, "channels": 1, "golden": not demo}
             if demo:

@@ -43,8 +43,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SEED = 20260411
-SPLIT_IDS = {"train": 0, "test": 1}
-DEFAULT_COUNTS = {"train": 20000, "test": 300}
+SPLIT_IDS = {"train": 0, "test": 1, "extra": 2}
+DEFAULT_COUNTS = {"train": 20000, "test": 300, "extra": 20000}
+# The `extra` training split also warps the vocal tract (sox `speed`: pitch, formants and tempo
+# scale together) on this share of clips, by a factor in WARP_RANGE: new timbres beyond espeak-ng's
+# variants, against the overfitting to the training voices.
+WARP_SHARE = 0.6
+WARP_RANGE = (0.88, 1.15)
 SAMPLE_RATE = 16_000
 MAX_SECONDS = 6.0
 
@@ -207,7 +212,7 @@ def noise_beds(root: Path) -> dict[str, Path]:
 
 def utterance_params(split: str, index: int) -> dict:
     rng = np.random.default_rng([SEED, SPLIT_IDS[split], index, 1])
-    variants = TRAIN_VARIANTS if split == "train" else TEST_VARIANTS
+    variants = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
     accent = ACCENTS[int(rng.integers(len(ACCENTS)))]
     variant = variants[int(rng.integers(len(variants)))]
     p = {
@@ -233,6 +238,8 @@ def utterance_params(split: str, index: int) -> dict:
         p["noise"] = NOISE_TYPES[int(rng.integers(len(NOISE_TYPES)))]
         p["snr_db"] = round(float(rng.uniform(5.0, 30.0)), 2)
         p["noise_offset"] = round(float(rng.uniform(0.0, NOISE_BED_SECONDS - MAX_SECONDS - 2.0)), 3)
+    # Drawn last and only for `extra`, so the train and test clips stay what they always were.
+    p["warp"] = round(float(rng.uniform(*WARP_RANGE)), 3) if split == "extra" and rng.random() < WARP_SHARE else None
     return p
 
 
@@ -368,11 +375,14 @@ def synthesise(job: tuple) -> dict | None:
         if starts is None:
             return None
         write_wav(raw, samples, rate)
-        # sox's padding shifts every word; `sinc` is zero-phase and `reverb` only adds a tail.
-        bounds = [s / rate + p["pad"][0] for s in starts] + [len(samples) / rate + p["pad"][0]]
-        phones = [[name, round(s / rate + p["pad"][0], 4)] for name, s in phone_events]
+        # `speed` scales time by 1/warp, sox's padding shifts every word; `sinc` is zero-phase and
+        # `reverb` only adds a tail.
+        scale = 1.0 / (p["warp"] or 1.0)
+        bounds = [s / rate * scale + p["pad"][0] for s in starts] + [len(samples) / rate * scale + p["pad"][0]]
+        phones = [[name, round(s / rate * scale + p["pad"][0], 4)] for name, s in phone_events]
         clean = tmp / "clean.wav"
-        effects = ["pad", str(p["pad"][0]), str(p["pad"][1])]
+        effects = ["speed", str(p["warp"])] if p["warp"] else []
+        effects += ["pad", str(p["pad"][0]), str(p["pad"][1])]
         if p["band"]:
             effects += ["sinc", f"{p['band'][0]}-{p['band'][1]}"]
         if p["reverb"]:
@@ -396,7 +406,7 @@ def synthesise(job: tuple) -> dict | None:
         else:
             run(["sox", "-D", str(clean), str(dst), *level])
     entry = {"id": uid, "audio": dst.name, "text": text, "voice": p["voice"], "wpm": p["wpm"], "pitch": p["pitch"],
-             "gap": p["gap"], "noise": p["noise"], "snr_db": p["snr_db"], "reverb": p["reverb"], "band": p["band"],
+             "gap": p["gap"], "warp": p["warp"], "noise": p["noise"], "snr_db": p["snr_db"], "reverb": p["reverb"], "band": p["band"],
              "seconds": round(len(read_wav(dst)) / SAMPLE_RATE, 3),
              "words": [[round(a, 4), round(b, 4)] for a, b in zip(bounds[:-1], bounds[1:])],
              "phones": phones}
@@ -430,9 +440,11 @@ def generate_split(split: str, sentences: list[str], out: Path, jobs: int) -> li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(HERE / "data"))
-    ap.add_argument("--split", choices=["all", "train", "test"], default="all")
+    ap.add_argument("--split", choices=["all", "train", "test", "extra"], default="all",
+                    help="all = train + test; extra = a second training set (new sentences, warped voices)")
     ap.add_argument("--train-count", type=int, default=DEFAULT_COUNTS["train"])
     ap.add_argument("--test-count", type=int, default=DEFAULT_COUNTS["test"])
+    ap.add_argument("--extra-count", type=int, default=DEFAULT_COUNTS["extra"])
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
     if args.train_count != DEFAULT_COUNTS["train"] and args.split == "test":
@@ -445,9 +457,12 @@ def main() -> None:
     train_sentences = sentences_for("train", args.train_count, classes, words)
     if args.split in ("all", "train"):
         generate_split("train", train_sentences, out, args.jobs)
+    test_sentences = sentences_for("test", args.test_count, classes, words, exclude=set(train_sentences))
     if args.split in ("all", "test"):
-        test_sentences = sentences_for("test", args.test_count, classes, words, exclude=set(train_sentences))
         generate_split("test", test_sentences, out, args.jobs)
+    if args.split == "extra":
+        generate_split("extra", sentences_for("extra", args.extra_count, classes, words, exclude=set(test_sentences)),
+                       out, args.jobs)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def load_exported(model, directory: Path) -> None:
         raise SystemExit(f"{directory}: does not match this model (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
-def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_features: bool = False,
+def prepare(run: Path, data: Path, splits: list[str], limit: int | None, threads: int, reuse_features: bool = False,
             init_from: Path | None = None) -> None:
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -197,7 +197,7 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_featur
         kept = common.subsampler_pca_init(sub, calib)
         torch.save(sub.state_dict(), run / "subsampler.pt")
         print(f"subsampler: PCA init on {len(calib)} clips, layer1 keeps {kept * 100:.0f} % of the variance", flush=True)
-    for split in ("train", "test"):
+    for split in splits:
         entries = common.read_manifest(data / split / "manifest.jsonl")
         if limit:
             entries = entries[:limit]
@@ -206,7 +206,8 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_featur
         offset = unaligned = 0
         old = None
         if reuse_features and (run / f"sub_{split}.npy").exists():
-            # Only the targets changed: keep the (expensive) cached subsampler output.
+            # Only the targets changed (or another split is added): keep the (expensive) cached
+            # subsampler output.
             old = {r["id"]: r for r in json.loads((run / f"index_{split}.json").read_text())}
             if [r for r in old] != [e["id"] for e in entries]:
                 raise SystemExit(f"--reuse-features: {split} clips differ from the cached ones")
@@ -243,18 +244,38 @@ def prepare(run: Path, data: Path, limit: int | None, threads: int, reuse_featur
     (run / "prompt.json").write_text(json.dumps({"head": pb.head, "tail": pb.tail}))
 
 
+def share_prepared(source: Path, run: Path) -> None:
+    """Give a new run the prepared data of `source` (tokenizer, phones, subsampler, cached features)
+    as symbolic links."""
+    run.mkdir(parents=True, exist_ok=True)
+    for item in sorted(source.iterdir()):
+        if item.name in ("tokenizer", "phones.json", "prompt.json", "subsampler.pt") or \
+                item.name.startswith(("sub_", "index_")):
+            link = run / item.name
+            if not link.exists():
+                link.symlink_to(item.resolve())
+
+
 # ---------------------------------------------------------------------------------------------
 # Batches
 # ---------------------------------------------------------------------------------------------
 
 
 class Split:
-    def __init__(self, run: Path, name: str):
-        self.feats = np.load(run / f"sub_{name}.npy", mmap_mode="r")
-        self.index = json.loads((run / f"index_{name}.json").read_text())
+    """One or more prepared splits ("train,extra") as one list of clips over their cached features."""
+
+    def __init__(self, run: Path, names: str):
+        self.feats, self.index = [], []
+        for source, name in enumerate(names.split(",")):
+            self.feats.append(np.load(run / f"sub_{name}.npy", mmap_mode="r"))
+            self.index += [{**r, "source": source} for r in json.loads((run / f"index_{name}.json").read_text())]
+        self.dim = self.feats[0].shape[1]
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def features(self, r: dict) -> np.ndarray:
+        return np.asarray(self.feats[r["source"]][r["offset"]:r["offset"] + r["n_audio"]], dtype=np.float32)
 
 
 def augment(x: torch.Tensor, rng: np.random.Generator, n_freq: int) -> torch.Tensor:
@@ -307,12 +328,12 @@ def collate(split: Split, items: list[int], pb: common.PromptBuilder, pad_id: in
     if rng is not None and truncate > 0:
         rows = [truncated(r, rng) if rng.random() < truncate else r for r in rows]
     t_max = max(r["n_audio"] for r in rows)
-    feats = torch.zeros(len(rows), t_max, split.feats.shape[1])
+    feats = torch.zeros(len(rows), t_max, split.dim)
     mask = torch.zeros(len(rows), t_max, dtype=torch.bool)
     seqs, tgt_lens = [], []
     spike, previous, word, phone = [], [], [], []
     for b, r in enumerate(rows):
-        x = torch.from_numpy(np.asarray(split.feats[r["offset"]:r["offset"] + r["n_audio"]], dtype=np.float32))
+        x = torch.from_numpy(split.features(r))
         if rng is not None:
             x = augment(x, rng, N_FREQ)
         feats[b, :r["n_audio"]] = x
@@ -520,7 +541,7 @@ def fit(run: Path, args) -> None:
     pb = common.PromptBuilder(tok)
     pad_id, n_vocab = tok.pad_token_id, len(tok)
     assert json.loads((run / "prompt.json").read_text()) == {"head": pb.head, "tail": pb.tail}, "stale prepare"
-    train, test = Split(run, "train"), Split(run, "test")
+    train, test = Split(run, args.train_splits), Split(run, "test")
     model = common.new_model(tok)
     sub_state = torch.load(run / "subsampler.pt")
     if args.init_from:
@@ -545,7 +566,15 @@ def fit(run: Path, args) -> None:
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     step, epoch, pos = 0, 0, 0
     ckpt = run / "ckpt.pt"
-    if ckpt.exists():
+    if args.continue_from and not ckpt.exists():
+        # A second stage: the weights, frame heads and optimiser moments of a finished run, a new
+        # schedule (step 0) and possibly more data.
+        state = torch.load(RUNS / args.continue_from / "ckpt.pt", weights_only=False)
+        model.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
+        opt.load_state_dict(state["opt"])
+        print(f"continuing run {args.continue_from} from its step {state['step']}", flush=True)
+    elif ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
@@ -561,7 +590,7 @@ def fit(run: Path, args) -> None:
         log.write(line + "\n")
         log.flush()
 
-    say(f"fit: {len(train)} train / {len(test)} test clips, {args.steps} steps ({args.encoder_steps} audio-only), "
+    say(f"fit: {len(train)} train ({args.train_splits}) / {len(test)} test clips, {args.steps} steps ({args.encoder_steps} audio-only), "
         f"lr {args.lr}, frames/batch {args.frames_per_batch}, threads {args.threads}")
     t_start = time.time()
     window: dict[str, float] = {}
@@ -621,9 +650,13 @@ def main() -> None:
     ap.add_argument("--run", default="demo")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--limit", type=int, default=None, help="prepare: only the first N clips of each split")
+    ap.add_argument("--splits", default="train,test", help="prepare: the data splits to cache")
     ap.add_argument("--reuse-features", action="store_true", help="prepare: keep the cached subsampler output")
     ap.add_argument("--init-from", default=None,
                     help="start from an exported model (e.g. model/demo-model): prepare and fit alike")
+    ap.add_argument("--train-splits", default="train", help="fit: prepared splits to train on, e.g. train,extra")
+    ap.add_argument("--continue-from", default=None,
+                    help="fit: start a new run from another run's final checkpoint (its prepared data is shared)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--encoder-steps", type=int, default=300, help="first steps: audio path and frame heads only")
     ap.add_argument("--lr", type=float, default=1.5e-3)
@@ -650,9 +683,11 @@ def main() -> None:
     args = ap.parse_args()
     run = RUNS / args.run
     if args.stage == "prepare":
-        prepare(run, Path(args.data), args.limit, args.threads, args.reuse_features,
+        prepare(run, Path(args.data), args.splits.split(","), args.limit, args.threads, args.reuse_features,
                 Path(args.init_from) if args.init_from else None)
     else:
+        if args.continue_from:
+            share_prepared(RUNS / args.continue_from, run)
         torch.manual_seed(args.seed)
         fit(run, args)
 
