@@ -1,10 +1,8 @@
 //! `hark bench` end to end on the tiny synthetic model (E2B's layout, small shapes).
 
-use std::process::Command;
+mod common;
 
-fn hark() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hark"))
-}
+use common::hark;
 
 #[test]
 fn bench_reports_every_stage_and_saves_the_reference_inputs() {

@@ -3,13 +3,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use common::repo;
-
-fn hark() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hark"))
-}
+use common::{hark, repo};
 
 fn golden_ids(model: &str, clip: &str) -> Vec<u32> {
     let bytes =
@@ -172,7 +167,13 @@ fn bad_inputs_get_clear_errors() {
         ),
     ];
     for (args, needle) in cases {
-        let out = hark().arg("transcribe").args(&args).output().unwrap();
+        // The default log filter: exactly what a user sees (no decoder-library chatter).
+        let out = hark()
+            .env_remove("HARK_LOG")
+            .arg("transcribe")
+            .args(&args)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");

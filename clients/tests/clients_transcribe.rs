@@ -51,14 +51,14 @@ fn transcribe_through_the_daemon_in_every_format() {
         hark()
             .args(["transcribe", "--server", &server, "--format", "json"])
             .arg(clip("coffee.wav"))
-            .arg(clip("lights.wav")),
+            .arg(clip("hello.wav")),
     );
     let lines: Vec<serde_json::Value> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2, "{json}");
-    for (line, file) in lines.iter().zip(["coffee.wav", "lights.wav"]) {
+    for (line, file) in lines.iter().zip(["coffee.wav", "hello.wav"]) {
         assert!(line["file"].as_str().unwrap().ends_with(file));
         let duration = hound::WavReader::open(clip(file)).unwrap().duration() as f64 / 16_000.0;
         assert!(
