@@ -4,7 +4,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{hark, repo};
+use common::{clip_text, demo_model, hark, repo};
 
 fn golden_ids(model: &str, clip: &str) -> Vec<u32> {
     let bytes =
@@ -341,13 +341,13 @@ fn eval_scores_offline_and_streaming_hypotheses() {
 /// The README's first command, exactly: the embedded default model, nothing but the file.
 #[test]
 fn the_readme_command_transcribes_a_committed_clip_with_the_embedded_model() {
-    let out = common::hark()
+    let out = hark()
         .current_dir(repo())
         .args(["transcribe", "tests/fixtures/audio/numbers.wav"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if common::demo_model().is_none() {
+    if demo_model().is_none() {
         // A checkout without the model builds without one, and says so.
         assert!(!out.status.success());
         assert!(stderr.contains("embeds no default model"), "{stderr}");
@@ -355,5 +355,5 @@ fn the_readme_command_transcribes_a_committed_clip_with_the_embedded_model() {
     }
     assert!(out.status.success(), "{stderr}");
     let said = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(said.trim(), common::clip_text("numbers.wav"), "{said:?}");
+    assert_eq!(said.trim(), clip_text("numbers.wav"), "{said:?}");
 }

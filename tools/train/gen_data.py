@@ -3,14 +3,15 @@
 
     python3 tools/train/gen_data.py                 # train + test sets (a few minutes)
     python3 tools/train/gen_data.py --split test    # only the held-out test set (seconds)
+    python3 tools/train/gen_data.py --split extra   # a second training set (second training stage)
 
 Writes `<out>/<split>/<id>.wav` (16 kHz mono s16) and `<out>/<split>/manifest.jsonl`, one JSON object
 per line: `{"id", "audio" (path relative to the manifest), "text", "voice", "wpm", "pitch", "gap",
-"noise", "snr_db", "reverb", "band", "seconds", "words", "phones"}`. `words` holds each word's
-[start, end] in seconds of the final clip, from espeak-ng's own word events (the synthesiser knows
-where every word starts; a word ends where the next begins), `phones` each phoneme's [mnemonic,
-start] from its phoneme events (a phoneme lasts until the next; `_` and `_:` are pauses);
-training uses them as alignment targets.
+"warp" (the `extra` split's vocal-tract warp factor, or null), "noise", "snr_db", "reverb", "band",
+"seconds", "words", "phones"}`. `words` holds each word's [start, end] in seconds of the final
+clip, from espeak-ng's own word events (the synthesiser knows where every word starts; a word ends
+where the next begins), `phones` each phoneme's [mnemonic, start] from its phoneme events (a
+phoneme lasts until the next; `_` and `_:` are pauses); training uses them as alignment targets.
 
 Everything is a pure function of the seed and the utterance index: utterance i of a split draws
 from its own `numpy.random.default_rng([seed, split, i])`, espeak-ng and sox run with fixed
@@ -378,8 +379,12 @@ def synthesise(job: tuple) -> dict | None:
         # `speed` scales time by 1/warp, sox's padding shifts every word; `sinc` is zero-phase and
         # `reverb` only adds a tail.
         scale = 1.0 / (p["warp"] or 1.0)
-        bounds = [s / rate * scale + p["pad"][0] for s in starts] + [len(samples) / rate * scale + p["pad"][0]]
-        phones = [[name, round(s / rate * scale + p["pad"][0], 4)] for name, s in phone_events]
+
+        def seconds_at(sample: int) -> float:
+            return sample / rate * scale + p["pad"][0]
+
+        bounds = [seconds_at(s) for s in starts] + [seconds_at(len(samples))]
+        phones = [[name, round(seconds_at(s), 4)] for name, s in phone_events]
         clean = tmp / "clean.wav"
         effects = ["speed", str(p["warp"])] if p["warp"] else []
         effects += ["pad", str(p["pad"][0]), str(p["pad"][1])]

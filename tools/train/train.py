@@ -566,21 +566,20 @@ def fit(run: Path, args) -> None:
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     step, epoch, pos = 0, 0, 0
     ckpt = run / "ckpt.pt"
-    if args.continue_from and not ckpt.exists():
-        # A second stage: the weights, frame heads and optimiser moments of a finished run, a new
-        # schedule (step 0) and possibly more data.
-        state = torch.load(RUNS / args.continue_from / "ckpt.pt", weights_only=False)
+    # This run's own checkpoint resumes it; otherwise `--continue-from` starts a new stage from a
+    # finished run's weights, frame heads and optimiser moments, with a new schedule (step 0) and
+    # possibly more data.
+    start = ckpt if ckpt.exists() else RUNS / args.continue_from / "ckpt.pt" if args.continue_from else None
+    if start is not None:
+        state = torch.load(start, weights_only=False)
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["opt"])
-        print(f"continuing run {args.continue_from} from its step {state['step']}", flush=True)
-    elif ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        heads.load_state_dict(state["heads"])
-        opt.load_state_dict(state["opt"])
-        step, epoch, pos = state["step"], state["epoch"], state["pos"]
-        print(f"resumed at step {step} (epoch {epoch}, batch {pos})", flush=True)
+        if start == ckpt:
+            step, epoch, pos = state["step"], state["epoch"], state["pos"]
+            print(f"resumed at step {step} (epoch {epoch}, batch {pos})", flush=True)
+        else:
+            print(f"continuing run {args.continue_from} from its step {state['step']}", flush=True)
     model.train()
     log = open(run / "train.log", "a")
 
@@ -651,7 +650,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--limit", type=int, default=None, help="prepare: only the first N clips of each split")
     ap.add_argument("--splits", default="train,test", help="prepare: the data splits to cache")
-    ap.add_argument("--reuse-features", action="store_true", help="prepare: keep the cached subsampler output")
+    ap.add_argument("--reuse-features", action="store_true", help="prepare: keep the run's subsampler and its cached output; compute only missing splits")
     ap.add_argument("--init-from", default=None,
                     help="start from an exported model (e.g. model/demo-model): prepare and fit alike")
     ap.add_argument("--train-splits", default="train", help="fit: prepared splits to train on, e.g. train,extra")
