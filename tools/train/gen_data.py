@@ -4,10 +4,11 @@
     python3 tools/train/gen_data.py                 # train + test sets (a few minutes)
     python3 tools/train/gen_data.py --split test    # only the held-out test set (seconds)
     python3 tools/train/gen_data.py --split extra   # a second training set (second training stage)
+    python3 tools/train/gen_data.py --split extra2  # a third training set (third training stage)
 
 Writes `<out>/<split>/<id>.wav` (16 kHz mono s16) and `<out>/<split>/manifest.jsonl`, one JSON object
 per line: `{"id", "audio" (path relative to the manifest), "text", "voice", "wpm", "pitch", "gap",
-"warp" (the `extra` split's vocal-tract warp factor, or null), "noise", "snr_db", "reverb", "band",
+"warp" (the `extra`/`extra2` splits' vocal-tract warp factor, or null), "noise", "snr_db", "reverb", "band",
 "seconds", "words", "phones"}`. `words` holds each word's [start, end] in seconds of the final
 clip, from espeak-ng's own word events (the synthesiser knows where every word starts; a word ends
 where the next begins), `phones` each phoneme's [mnemonic, start] from its phoneme events (a
@@ -44,13 +45,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SEED = 20260411
-SPLIT_IDS = {"train": 0, "test": 1, "extra": 2}
-DEFAULT_COUNTS = {"train": 20000, "test": 300, "extra": 20000}
-# The `extra` training split also warps the vocal tract (sox `speed`: pitch, formants and tempo
-# scale together) on this share of clips, by a factor in WARP_RANGE: new timbres beyond espeak-ng's
-# variants, against the overfitting to the training voices.
-WARP_SHARE = 0.6
-WARP_RANGE = (0.88, 1.15)
+SPLIT_IDS = {"train": 0, "test": 1, "extra": 2, "extra2": 3}
+DEFAULT_COUNTS = {"train": 20000, "test": 300, "extra": 20000, "extra2": 20000}
+# The later training splits also warp the vocal tract (sox `speed`: pitch, formants and tempo
+# scale together) on a share of clips, by a factor in a range: new timbres beyond espeak-ng's
+# variants, against the overfitting to the training voices. `extra2` warps wider and adds noise to
+# more clips (noisy speech is the test set's hardest condition).
+WARP = {"extra": (0.6, (0.88, 1.15)), "extra2": (0.7, (0.85, 1.2))}
+NOISE_SHARE = {"extra2": 0.5}
 SAMPLE_RATE = 16_000
 MAX_SECONDS = 6.0
 
@@ -235,12 +237,16 @@ def utterance_params(split: str, index: int) -> dict:
     if rng.random() < 0.1:
         lo = int(rng.integers(100, 400))
         p["band"] = [lo, int(rng.integers(3000, 7000))]
-    if rng.random() < 0.35:
+    if rng.random() < NOISE_SHARE.get(split, 0.35):
         p["noise"] = NOISE_TYPES[int(rng.integers(len(NOISE_TYPES)))]
         p["snr_db"] = round(float(rng.uniform(5.0, 30.0)), 2)
         p["noise_offset"] = round(float(rng.uniform(0.0, NOISE_BED_SECONDS - MAX_SECONDS - 2.0)), 3)
-    # Drawn last and only for `extra`, so the train and test clips stay what they always were.
-    p["warp"] = round(float(rng.uniform(*WARP_RANGE)), 3) if split == "extra" and rng.random() < WARP_SHARE else None
+    # Drawn last and only for the warped splits, so the train and test clips stay what they always were.
+    p["warp"] = None
+    if split in WARP:
+        share, span = WARP[split]
+        if rng.random() < share:
+            p["warp"] = round(float(rng.uniform(*span)), 3)
     return p
 
 
@@ -445,11 +451,13 @@ def generate_split(split: str, sentences: list[str], out: Path, jobs: int) -> li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(HERE / "data"))
-    ap.add_argument("--split", choices=["all", "train", "test", "extra"], default="all",
-                    help="all = train + test; extra = a second training set (new sentences, warped voices)")
+    ap.add_argument("--split", choices=["all", "train", "test", "extra", "extra2"], default="all",
+                    help="all = train + test; extra, extra2 = second and third training sets (new sentences, "
+                         "warped voices; extra2 warps wider and is noisier)")
     ap.add_argument("--train-count", type=int, default=DEFAULT_COUNTS["train"])
     ap.add_argument("--test-count", type=int, default=DEFAULT_COUNTS["test"])
-    ap.add_argument("--extra-count", type=int, default=DEFAULT_COUNTS["extra"])
+    ap.add_argument("--extra-count", type=int, default=DEFAULT_COUNTS["extra"],
+                    help="utterances of the extra or extra2 split")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
     if args.train_count != DEFAULT_COUNTS["train"] and args.split == "test":
@@ -465,8 +473,9 @@ def main() -> None:
     test_sentences = sentences_for("test", args.test_count, classes, words, exclude=set(train_sentences))
     if args.split in ("all", "test"):
         generate_split("test", test_sentences, out, args.jobs)
-    if args.split == "extra":
-        generate_split("extra", sentences_for("extra", args.extra_count, classes, words, exclude=set(test_sentences)),
+    if args.split in ("extra", "extra2"):
+        generate_split(args.split,
+                       sentences_for(args.split, args.extra_count, classes, words, exclude=set(test_sentences)),
                        out, args.jobs)
 
 
