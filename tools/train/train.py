@@ -246,9 +246,11 @@ def prepare(run: Path, data: Path, splits: list[str], limit: int | None, threads
 
 def share_prepared(source: Path, run: Path) -> None:
     """Give a new run the prepared data of `source` (tokenizer, phones, subsampler, cached features)
-    as symbolic links."""
+    as symbolic links to the run that prepared it, so splits prepared there after `source` was made
+    are shared too."""
     run.mkdir(parents=True, exist_ok=True)
-    for item in sorted(source.iterdir()):
+    origin = (source / "subsampler.pt").resolve().parent
+    for item in sorted(origin.iterdir()):
         if item.name in ("tokenizer", "phones.json", "prompt.json", "subsampler.pt") or \
                 item.name.startswith(("sub_", "index_")):
             link = run / item.name
