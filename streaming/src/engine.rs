@@ -20,7 +20,7 @@ use hark_audio_io::{RingConsumer, RingProducer, audio_ring};
 use hark_model::{SAMPLE_RATE, SpeechModel};
 
 use crate::events::{ErrorCode, Event};
-use crate::stream::{Stream, StreamConfig};
+use crate::stream::{Stream, StreamConfig, StreamError};
 
 /// An event with the stream's state when it was emitted.
 #[derive(Debug, Clone, PartialEq)]
@@ -321,6 +321,34 @@ fn run(commands: mpsc::Receiver<Command>, config: EngineConfig, stats: Arc<Engin
     }
 }
 
+/// Runs one turn of a stream's state machine so that its failure stays that stream's: an error or
+/// a panic becomes the `(code, message)` of the error event to send it (a panic is counted in
+/// `panics` and logged), `None` when the turn went well. The engine and the daemon's scheduler
+/// both serve streams through it.
+pub fn guarded_turn(
+    stream: u64,
+    panics: &AtomicU64,
+    turn: impl FnOnce() -> Result<(), StreamError>,
+) -> Option<(ErrorCode, String)> {
+    match catch_unwind(AssertUnwindSafe(turn)) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some((e.code(), e.to_string())),
+        Err(panic) => {
+            panics.fetch_add(1, Ordering::Relaxed);
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(stream, "stream state machine panicked: {what}");
+            Some((
+                ErrorCode::Internal,
+                format!("internal error while processing this stream: {what}"),
+            ))
+        }
+    }
+}
+
 /// One turn of one stream; returns whether it did any work.
 fn serve(
     s: &mut Served,
@@ -332,7 +360,7 @@ fn serve(
 ) -> bool {
     let mut worked = false;
     events.clear();
-    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<(), crate::StreamError> {
+    let failure = guarded_turn(s.id, &stats.panics, || {
         let backlog = s.audio.available();
         if backlog > 0 {
             let n = s.audio.pop_into(buf);
@@ -356,24 +384,7 @@ fn serve(
             worked = true;
         }
         Ok(())
-    }));
-    let failure = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some((e.code(), e.to_string())),
-        Err(panic) => {
-            stats.panics.fetch_add(1, Ordering::Relaxed);
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(stream = s.id, "stream failed: {what}");
-            Some((
-                ErrorCode::Internal,
-                format!("internal error while processing this stream: {what}"),
-            ))
-        }
-    };
+    });
     if let Some((code, message)) = failure {
         events.push(Event::Error { code, message });
         s.done = true;

@@ -15,7 +15,9 @@ pub mod stream;
 pub mod vad;
 
 pub use commit::Stability;
-pub use engine::{Emitted, Engine, EngineConfig, EngineStats, EventSink, StreamHandle};
+pub use engine::{
+    Emitted, Engine, EngineConfig, EngineStats, EventSink, StreamHandle, guarded_turn,
+};
 pub use events::{ErrorCode, Event, Final, FinalReason, Partial};
 pub use stream::{Stream, StreamConfig, StreamError};
 

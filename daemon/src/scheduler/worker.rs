@@ -1,7 +1,6 @@
 //! One worker thread: the turn loop over its streams.
 
 use std::collections::VecDeque;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, TryRecvError};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hark_audio_io::RingConsumer;
 use hark_model::SAMPLE_RATE;
-use hark_streaming::{ErrorCode, Event};
+use hark_streaming::{Event, guarded_turn};
 use tokio::sync::mpsc as tmpsc;
 
 use super::{LinkShared, Output, SchedulerConfig, StreamDriver, WorkerStats};
@@ -153,7 +152,7 @@ fn serve(
         outputs,
     } = scratch;
     outputs.clear();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    let failure = guarded_turn(slot.id, &stats.panics, || {
         let available = slot.audio.available();
         let until_mark = slot.marks.front().map_or(usize::MAX, |&(at, _)| {
             at.saturating_sub(slot.position) as usize
@@ -203,25 +202,8 @@ fn serve(
             done = true;
             worked = true;
         }
-        Ok::<(), hark_streaming::StreamError>(())
-    }));
-    let failure = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some((e.code(), e.to_string())),
-        Err(panic) => {
-            stats.panics.fetch_add(1, Ordering::Relaxed);
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(stream = slot.id, "stream state machine panicked: {what}");
-            Some((
-                ErrorCode::Internal,
-                format!("internal error while processing this stream: {what}"),
-            ))
-        }
-    };
+        Ok(())
+    });
     if let Some((code, message)) = failure {
         outputs.push(Output::Event {
             event: Event::Error { code, message },

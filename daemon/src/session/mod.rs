@@ -23,7 +23,7 @@ use hark_streaming::{GateConfig, StreamConfig};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::scheduler::{OpenError, StreamLink};
+use crate::scheduler::{OpenError, Output, StreamLink};
 use crate::state::AppState;
 
 /// Frames queued for a client before partial updates are dropped for it.
@@ -246,6 +246,86 @@ pub async fn open_link(
     })
     .await
     .unwrap_or(Err(OpenError::ShuttingDown))
+}
+
+/// One endpoint's side of a session: what it does with each thing that wakes it. The loop that
+/// waits for those, [`dispatch`], is the same for the native and the OpenAI-compatible endpoint.
+trait Dispatch {
+    /// How a session of this endpoint ends.
+    type End;
+    /// The end of a session whose socket broke.
+    const GONE: Self::End;
+    fn state(&self) -> &AppState;
+    /// The stream link whose outputs the session waits for, if any.
+    fn link(&mut self) -> Option<&mut StreamLink>;
+    /// Whether a quiet client times out now (not while a session is already closing).
+    fn idle_armed(&self) -> bool {
+        true
+    }
+    /// When the client's last frame arrived.
+    fn last_frame(&mut self) -> &mut Instant;
+    /// Handle a client frame.
+    async fn on_frame(&mut self, msg: Message) -> Result<(), Self::End>;
+    /// Handle the stream's next output (`None`: the stream stopped).
+    async fn on_output(&mut self, output: Option<Output>) -> Result<(), Self::End>;
+    /// End the session with a fatal error after finalising what it can.
+    async fn finish(&mut self, code: hark_protocol::ErrorCode, message: &str) -> Self::End;
+}
+
+/// What woke the session loop.
+enum Wake {
+    Frame(Option<Result<Message, axum::Error>>),
+    Output(Option<Output>),
+    Idle,
+    Shutdown,
+}
+
+/// Serve a session until it ends: the daemon stopping comes first, then the stream's outputs,
+/// then the client's frames, then the idle timeout.
+async fn dispatch<S: Dispatch>(session: &mut S, stream: &mut SplitStream<WebSocket>) -> S::End {
+    use hark_protocol::ErrorCode;
+    let idle = Duration::from_secs(u64::from(session.state().limits.idle_timeout_s));
+    let shutdown = session.state().shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let armed = session.idle_armed();
+        let quiet_until = *session.last_frame() + idle;
+        let wake = tokio::select! {
+            biased;
+            () = &mut shutdown => Wake::Shutdown,
+            out = recv(session.link()) => Wake::Output(out),
+            frame = stream.next() => Wake::Frame(frame),
+            () = tokio::time::sleep_until(quiet_until.into()), if armed => Wake::Idle,
+        };
+        let step = match wake {
+            Wake::Shutdown => Err(session
+                .finish(ErrorCode::ShuttingDown, "the server is stopping")
+                .await),
+            Wake::Idle => Err(session
+                .finish(
+                    ErrorCode::IdleTimeout,
+                    &format!("no frame for {} s", idle.as_secs()),
+                )
+                .await),
+            Wake::Output(output) => session.on_output(output).await,
+            Wake::Frame(Some(Ok(msg))) => {
+                *session.last_frame() = Instant::now();
+                session.on_frame(msg).await
+            }
+            Wake::Frame(Some(Err(_)) | None) => Err(S::GONE),
+        };
+        if let Err(end) = step {
+            return end;
+        }
+    }
+}
+
+/// The next output of the link, or never when there is none.
+async fn recv(link: Option<&mut StreamLink>) -> Option<Output> {
+    match link {
+        Some(link) => link.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

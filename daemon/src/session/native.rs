@@ -18,7 +18,8 @@ use hark_streaming::Event;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
-    ArrivalLog, ClientGone, Outbox, open_link, round_ms, samples_at, seconds, stream_config,
+    ArrivalLog, ClientGone, Dispatch, Outbox, dispatch, open_link, recv, round_ms, samples_at,
+    seconds, stream_config,
 };
 use crate::language::language_name;
 use crate::metrics as m;
@@ -202,52 +203,144 @@ struct Session {
     last_frame: Instant,
 }
 
-/// What woke the session loop.
-enum Wake {
-    Frame(Option<Result<Message, axum::Error>>),
-    Output(Option<Output>),
-    Idle,
-    Shutdown,
+impl Dispatch for Session {
+    type End = End;
+    const GONE: End = End::Gone;
+
+    fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    fn link(&mut self) -> Option<&mut StreamLink> {
+        self.run.as_mut().map(|r| &mut r.link)
+    }
+
+    fn idle_armed(&self) -> bool {
+        !self.run.as_ref().is_some_and(|r| r.closing)
+    }
+
+    fn last_frame(&mut self) -> &mut Instant {
+        &mut self.last_frame
+    }
+
+    async fn on_frame(&mut self, msg: Message) -> Result<(), End> {
+        match msg {
+            Message::Text(text) => match parse_client_text(text.as_str()) {
+                Ok(msg) => self.on_message(msg).await,
+                Err(err) => self.reject(err).await,
+            },
+            Message::Binary(bytes) => self.on_audio(&bytes).await,
+            Message::Ping(_) | Message::Pong(_) => Ok(()),
+            Message::Close(_) => Err(End::Gone),
+        }
+    }
+
+    async fn on_output(&mut self, output: Option<Output>) -> Result<(), End> {
+        let Some(output) = output else {
+            // The worker dropped the stream without finishing it.
+            return Err(internal_gone());
+        };
+        let run = self.run.as_mut().expect("outputs only while running");
+        let msg = match output {
+            Output::Event {
+                event,
+                position,
+                backlog,
+            } => match event {
+                Event::SpeechStarted { segment_id, at } => {
+                    run.segment_start = Some((segment_id, samples_at(at)));
+                    // Without endpointing no voice detector runs: a segment opening is not
+                    // voice activity.
+                    run.vad().then(|| {
+                        (
+                            ServerMessage::SpeechStarted(SpeechStarted { at: round_ms(at) }),
+                            false,
+                        )
+                    })
+                }
+                Event::Partial(p) => run
+                    .partial_message(p, position, backlog)
+                    .map(|p| (ServerMessage::Partial(p), true)),
+                Event::Final(f) => {
+                    let msg = run.final_message(f, position, backlog);
+                    run.keep_final(msg.clone());
+                    Some((ServerMessage::Final(msg), false))
+                }
+                Event::SpeechStopped { at, .. } => run.vad().then(|| {
+                    (
+                        ServerMessage::SpeechStopped(SpeechStopped { at: round_ms(at) }),
+                        false,
+                    )
+                }),
+                Event::Error { message, .. } => {
+                    return Err(fatal(ErrorCode::Internal, message));
+                }
+            },
+            Output::Flushed { token, .. } => {
+                let (id, acked) = run.flushes.remove(&token).unwrap_or((None, run.acked));
+                Some((
+                    ServerMessage::Flushed(Flushed {
+                        id,
+                        acked_samples: acked,
+                    }),
+                    false,
+                ))
+            }
+            Output::Finished { .. } => return Err(End::ClientClose),
+        };
+        let lag = run.lag_warning(self.state.config.lag_warning_s);
+        if let Some((msg, sheddable)) = msg {
+            if sheddable {
+                self.out
+                    .send_sheddable(msg.to_json())
+                    .map_err(|ClientGone| End::Gone)?;
+            } else {
+                self.send(msg).await?;
+            }
+        }
+        if let Some(lag_s) = lag {
+            let err = ProtocolError::new(
+                ErrorCode::Lagging,
+                format!(
+                    "the server is {lag_s:.1} s behind real time; partial updates are skipped until it catches up"
+                ),
+            );
+            self.warn(&err).await?;
+        }
+        Ok(())
+    }
+
+    /// Finalise the open segment (delivering its final), then end with a fatal `code`.
+    async fn finish(&mut self, code: ErrorCode, message: &str) -> End {
+        if let Some(run) = self.run.as_mut() {
+            if !run.closing {
+                run.closing = true;
+                if run.drain_converter().await.is_ok() {
+                    run.link.close();
+                }
+            }
+            let deadline =
+                Instant::now() + Duration::from_secs(u64::from(self.state.config.shutdown_grace_s));
+            loop {
+                let link = self.run.as_mut().map(|r| &mut r.link);
+                let output = match tokio::time::timeout_at(deadline.into(), recv(link)).await {
+                    Ok(o) => o,
+                    Err(_) => break,
+                };
+                match self.on_output(output).await {
+                    Ok(()) => {}
+                    Err(End::ClientClose) => break,
+                    Err(other) => return other,
+                }
+            }
+        }
+        fatal(code, message)
+    }
 }
 
 impl Session {
     async fn serve(mut self, stream: &mut SplitStream<WebSocket>) {
-        let idle = Duration::from_secs(u64::from(self.state.limits.idle_timeout_s));
-        let shutdown = self.state.shutdown_signal();
-        tokio::pin!(shutdown);
-        let end = loop {
-            let closing = self.run.as_ref().is_some_and(|r| r.closing);
-            let wake = {
-                let link = self.run.as_mut().map(|r| &mut r.link);
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => Wake::Shutdown,
-                    out = recv(link) => Wake::Output(out),
-                    frame = stream.next() => Wake::Frame(frame),
-                    () = tokio::time::sleep_until((self.last_frame + idle).into()), if !closing => Wake::Idle,
-                }
-            };
-            let step = match wake {
-                Wake::Shutdown => Err(self
-                    .finish(ErrorCode::ShuttingDown, "the server is stopping")
-                    .await),
-                Wake::Idle => Err(self
-                    .finish(
-                        ErrorCode::IdleTimeout,
-                        &format!("no frame for {} s", idle.as_secs()),
-                    )
-                    .await),
-                Wake::Output(output) => self.on_output(output).await,
-                Wake::Frame(Some(Ok(msg))) => {
-                    self.last_frame = Instant::now();
-                    self.on_frame(msg).await
-                }
-                Wake::Frame(Some(Err(_)) | None) => Err(End::Gone),
-            };
-            if let Err(end) = step {
-                break end;
-            }
-        };
+        let end = dispatch(&mut self, stream).await;
         self.end(end, stream).await;
     }
 
@@ -273,18 +366,6 @@ impl Session {
             Err(End::Fatal(err))
         } else {
             self.warn(&err).await
-        }
-    }
-
-    async fn on_frame(&mut self, msg: Message) -> Result<(), End> {
-        match msg {
-            Message::Text(text) => match parse_client_text(text.as_str()) {
-                Ok(msg) => self.on_message(msg).await,
-                Err(err) => self.reject(err).await,
-            },
-            Message::Binary(bytes) => self.on_audio(&bytes).await,
-            Message::Ping(_) | Message::Pong(_) => Ok(()),
-            Message::Close(_) => Err(End::Gone),
         }
     }
 
@@ -534,108 +615,6 @@ impl Session {
         Ok(())
     }
 
-    async fn on_output(&mut self, output: Option<Output>) -> Result<(), End> {
-        let Some(output) = output else {
-            // The worker dropped the stream without finishing it.
-            return Err(internal_gone());
-        };
-        let run = self.run.as_mut().expect("outputs only while running");
-        let msg = match output {
-            Output::Event {
-                event,
-                position,
-                backlog,
-            } => match event {
-                Event::SpeechStarted { segment_id, at } => {
-                    run.segment_start = Some((segment_id, samples_at(at)));
-                    // Without endpointing no voice detector runs: a segment opening is not
-                    // voice activity.
-                    run.vad().then(|| {
-                        (
-                            ServerMessage::SpeechStarted(SpeechStarted { at: round_ms(at) }),
-                            false,
-                        )
-                    })
-                }
-                Event::Partial(p) => run
-                    .partial_message(p, position, backlog)
-                    .map(|p| (ServerMessage::Partial(p), true)),
-                Event::Final(f) => {
-                    let msg = run.final_message(f, position, backlog);
-                    run.keep_final(msg.clone());
-                    Some((ServerMessage::Final(msg), false))
-                }
-                Event::SpeechStopped { at, .. } => run.vad().then(|| {
-                    (
-                        ServerMessage::SpeechStopped(SpeechStopped { at: round_ms(at) }),
-                        false,
-                    )
-                }),
-                Event::Error { message, .. } => {
-                    return Err(fatal(ErrorCode::Internal, message));
-                }
-            },
-            Output::Flushed { token, .. } => {
-                let (id, acked) = run.flushes.remove(&token).unwrap_or((None, run.acked));
-                Some((
-                    ServerMessage::Flushed(Flushed {
-                        id,
-                        acked_samples: acked,
-                    }),
-                    false,
-                ))
-            }
-            Output::Finished { .. } => return Err(End::ClientClose),
-        };
-        let lag = run.lag_warning(self.state.config.lag_warning_s);
-        if let Some((msg, sheddable)) = msg {
-            if sheddable {
-                self.out
-                    .send_sheddable(msg.to_json())
-                    .map_err(|ClientGone| End::Gone)?;
-            } else {
-                self.send(msg).await?;
-            }
-        }
-        if let Some(lag_s) = lag {
-            let err = ProtocolError::new(
-                ErrorCode::Lagging,
-                format!(
-                    "the server is {lag_s:.1} s behind real time; partial updates are skipped until it catches up"
-                ),
-            );
-            self.warn(&err).await?;
-        }
-        Ok(())
-    }
-
-    /// Finalise the open segment (delivering its final), then end with a fatal `code`.
-    async fn finish(&mut self, code: ErrorCode, message: &str) -> End {
-        if let Some(run) = self.run.as_mut() {
-            if !run.closing {
-                run.closing = true;
-                if run.drain_converter().await.is_ok() {
-                    run.link.close();
-                }
-            }
-            let deadline =
-                Instant::now() + Duration::from_secs(u64::from(self.state.config.shutdown_grace_s));
-            loop {
-                let link = self.run.as_mut().map(|r| &mut r.link);
-                let output = match tokio::time::timeout_at(deadline.into(), recv(link)).await {
-                    Ok(o) => o,
-                    Err(_) => break,
-                };
-                match self.on_output(output).await {
-                    Ok(()) => {}
-                    Err(End::ClientClose) => break,
-                    Err(other) => return other,
-                }
-            }
-        }
-        fatal(code, message)
-    }
-
     /// Send the last messages and close the socket (or park the session).
     async fn end(self, end: End, stream: &mut SplitStream<WebSocket>) {
         let Session {
@@ -742,14 +721,6 @@ fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
 
 fn internal_gone() -> End {
     fatal(ErrorCode::Internal, "the stream stopped unexpectedly")
-}
-
-/// The next output of the link, or never when there is none.
-async fn recv(link: Option<&mut StreamLink>) -> Option<Output> {
-    match link {
-        Some(link) => link.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Running {

@@ -23,7 +23,10 @@ use hark_protocol::{ErrorCode, ProtocolError};
 use hark_streaming::{Event, FinalReason};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{ArrivalLog, ClientGone, Outbox, open_link, samples_at, seconds, stream_config};
+use super::{
+    ArrivalLog, ClientGone, Dispatch, Outbox, dispatch, open_link, recv, samples_at, seconds,
+    stream_config,
+};
 use crate::language::language_name;
 use crate::metrics as m;
 use crate::scheduler::{Output, StreamLink};
@@ -146,18 +149,101 @@ struct Realtime {
     active: bool,
 }
 
-/// What woke the session loop.
-enum Wake {
-    Frame(Option<Result<Message, axum::Error>>),
-    Output(Option<Output>),
-    Idle,
-    Shutdown,
-}
-
 /// How the session ends.
 enum End {
     Fatal(ProtocolError),
     Gone,
+}
+
+impl Dispatch for Realtime {
+    type End = End;
+    const GONE: End = End::Gone;
+
+    fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    fn link(&mut self) -> Option<&mut StreamLink> {
+        self.links.front_mut().map(|l| &mut l.link)
+    }
+
+    fn last_frame(&mut self) -> &mut Instant {
+        &mut self.last_frame
+    }
+
+    async fn on_frame(&mut self, msg: Message) -> Result<(), End> {
+        match msg {
+            Message::Text(text) => match parse_client_event(text.as_str()) {
+                Ok(event) => self.on_event(event).await,
+                Err(rejected) => {
+                    self.reject(rejected.error, rejected.event_id.as_deref())
+                        .await
+                }
+            },
+            Message::Binary(_) => Err(End::Fatal(ProtocolError::new(
+                ErrorCode::TextExpected,
+                "binary frames are not part of the Realtime API; send input_audio_buffer.append events",
+            ))),
+            Message::Ping(_) | Message::Pong(_) => Ok(()),
+            Message::Close(_) => Err(End::Gone),
+        }
+    }
+
+    async fn on_output(&mut self, output: Option<Output>) -> Result<(), End> {
+        let Some(front) = self.links.front() else {
+            return Ok(());
+        };
+        let (offset, vad) = (front.offset, front.vad);
+        let Some(output) = output else {
+            return Err(internal_gone());
+        };
+        match output {
+            Output::Event {
+                event, position, ..
+            } => self.on_event_output(event, offset, vad, position).await,
+            Output::Flushed { token, .. } => {
+                let commit = self
+                    .links
+                    .front_mut()
+                    .and_then(|l| l.commits.remove(&token));
+                if let Some((_, finals_before)) = commit
+                    && finals_before == self.finals
+                {
+                    // The committed audio held no speech: an item with an empty transcript.
+                    let id = match self.item.take() {
+                        Some(item) => item.id,
+                        None => self.item_id(),
+                    };
+                    self.complete(id, String::new(), 0.0, None).await?;
+                }
+                Ok(())
+            }
+            Output::Finished { .. } => {
+                self.links.pop_front();
+                Ok(())
+            }
+        }
+    }
+
+    /// Finalise every stream (delivering its results), then end with a fatal `code`.
+    async fn finish(&mut self, code: ErrorCode, message: &str) -> End {
+        let deadline =
+            Instant::now() + Duration::from_secs(u64::from(self.state.config.shutdown_grace_s));
+        if let Err(end) = self.close_current().await {
+            return end;
+        }
+        while !self.links.is_empty() {
+            let link = self.links.front_mut().map(|l| &mut l.link);
+            let output = match tokio::time::timeout_at(deadline.into(), recv(link)).await {
+                Ok(o) => o,
+                Err(_) => break,
+            };
+            if let Err(end) = self.on_output(output).await {
+                return end;
+            }
+        }
+        End::Fatal(ProtocolError::new(code, message))
+    }
 }
 
 impl Realtime {
@@ -242,7 +328,7 @@ impl Realtime {
             }
         };
         let end = match self.send(created).await {
-            Ok(()) => self.run(stream).await,
+            Ok(()) => dispatch(&mut self, stream).await,
             Err(end) => end,
         };
         match end {
@@ -253,62 +339,6 @@ impl Realtime {
                 self.out.abandon();
             }
             End::Fatal(err) => self.close_with(err, stream).await,
-        }
-    }
-
-    async fn run(&mut self, stream: &mut SplitStream<WebSocket>) -> End {
-        let idle = Duration::from_secs(u64::from(self.state.limits.idle_timeout_s));
-        let shutdown = self.state.shutdown_signal();
-        tokio::pin!(shutdown);
-        loop {
-            let wake = {
-                let link = self.links.front_mut().map(|l| &mut l.link);
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => Wake::Shutdown,
-                    out = recv(link) => Wake::Output(out),
-                    frame = stream.next() => Wake::Frame(frame),
-                    () = tokio::time::sleep_until((self.last_frame + idle).into()) => Wake::Idle,
-                }
-            };
-            let step = match wake {
-                Wake::Shutdown => Err(self
-                    .finish(ErrorCode::ShuttingDown, "the server is stopping")
-                    .await),
-                Wake::Idle => Err(self
-                    .finish(
-                        ErrorCode::IdleTimeout,
-                        &format!("no frame for {} s", idle.as_secs()),
-                    )
-                    .await),
-                Wake::Output(output) => self.on_output(output).await,
-                Wake::Frame(Some(Ok(msg))) => {
-                    self.last_frame = Instant::now();
-                    self.on_frame(msg).await
-                }
-                Wake::Frame(Some(Err(_)) | None) => Err(End::Gone),
-            };
-            if let Err(end) = step {
-                return end;
-            }
-        }
-    }
-
-    async fn on_frame(&mut self, msg: Message) -> Result<(), End> {
-        match msg {
-            Message::Text(text) => match parse_client_event(text.as_str()) {
-                Ok(event) => self.on_event(event).await,
-                Err(rejected) => {
-                    self.reject(rejected.error, rejected.event_id.as_deref())
-                        .await
-                }
-            },
-            Message::Binary(_) => Err(End::Fatal(ProtocolError::new(
-                ErrorCode::TextExpected,
-                "binary frames are not part of the Realtime API; send input_audio_buffer.append events",
-            ))),
-            Message::Ping(_) | Message::Pong(_) => Ok(()),
-            Message::Close(_) => Err(End::Gone),
         }
     }
 
@@ -523,42 +553,6 @@ impl Realtime {
         self.item.as_mut().expect("just ensured")
     }
 
-    async fn on_output(&mut self, output: Option<Output>) -> Result<(), End> {
-        let Some(front) = self.links.front() else {
-            return Ok(());
-        };
-        let (offset, vad) = (front.offset, front.vad);
-        let Some(output) = output else {
-            return Err(internal_gone());
-        };
-        match output {
-            Output::Event {
-                event, position, ..
-            } => self.on_event_output(event, offset, vad, position).await,
-            Output::Flushed { token, .. } => {
-                let commit = self
-                    .links
-                    .front_mut()
-                    .and_then(|l| l.commits.remove(&token));
-                if let Some((_, finals_before)) = commit
-                    && finals_before == self.finals
-                {
-                    // The committed audio held no speech: an item with an empty transcript.
-                    let id = match self.item.take() {
-                        Some(item) => item.id,
-                        None => self.item_id(),
-                    };
-                    self.complete(id, String::new(), 0.0, None).await?;
-                }
-                Ok(())
-            }
-            Output::Finished { .. } => {
-                self.links.pop_front();
-                Ok(())
-            }
-        }
-    }
-
     async fn on_event_output(
         &mut self,
         event: Event,
@@ -691,26 +685,6 @@ impl Realtime {
         self.samples.saturating_sub(offset + position)
     }
 
-    /// Finalise every stream (delivering its results), then end with a fatal `code`.
-    async fn finish(&mut self, code: ErrorCode, message: &str) -> End {
-        let deadline =
-            Instant::now() + Duration::from_secs(u64::from(self.state.config.shutdown_grace_s));
-        if let Err(end) = self.close_current().await {
-            return end;
-        }
-        while !self.links.is_empty() {
-            let link = self.links.front_mut().map(|l| &mut l.link);
-            let output = match tokio::time::timeout_at(deadline.into(), recv(link)).await {
-                Ok(o) => o,
-                Err(_) => break,
-            };
-            if let Err(end) = self.on_output(output).await {
-                return end;
-            }
-        }
-        End::Fatal(ProtocolError::new(code, message))
-    }
-
     /// Send the fatal `error` and close the socket.
     async fn close_with(mut self, err: ProtocolError, stream: &mut SplitStream<WebSocket>) {
         if self.active {
@@ -758,11 +732,4 @@ fn engine_key(config: &TranscriptionConfig, default_language: &str) -> EngineKey
 /// Integer milliseconds of session audio.
 fn ms(samples: u64) -> u64 {
     samples * 1000 / hark_model::SAMPLE_RATE as u64
-}
-
-async fn recv(link: Option<&mut StreamLink>) -> Option<Output> {
-    match link {
-        Some(link) => link.recv().await,
-        None => std::future::pending().await,
-    }
 }
