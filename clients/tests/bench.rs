@@ -2,31 +2,26 @@
 
 mod common;
 
-use common::hark;
+use common::{hark, run_ok};
 
 #[test]
 fn bench_reports_every_stage_and_saves_the_reference_inputs() {
     let dir = tempfile::tempdir().unwrap();
-    let out = hark()
-        .args([
-            "bench",
-            "--config",
-            "tiny",
-            "--runs",
-            "2",
-            "--decode-steps",
-            "3",
-        ])
-        .args(["--seconds", "2", "--json", "--save-inputs"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, _) = run_ok(
+        hark()
+            .args([
+                "bench",
+                "--config",
+                "tiny",
+                "--runs",
+                "2",
+                "--decode-steps",
+                "3",
+            ])
+            .args(["--seconds", "2", "--json", "--save-inputs"])
+            .arg(dir.path()),
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["audio_tokens"], 50, "2 s of audio is 50 tokens");
     // The ASR prompt: 74 text tokens around the placeholder, which becomes 50 + 2 markers.
     assert_eq!(r["prompt_tokens"], 125);
@@ -69,30 +64,24 @@ fn bench_reports_every_stage_and_saves_the_reference_inputs() {
 
 #[test]
 fn bench_table_and_bad_flags() {
-    let out = hark()
-        .args([
-            "bench",
-            "--config",
-            "tiny",
-            "--runs",
-            "1",
-            "--decode-steps",
-            "1",
-        ])
-        .args(["--seconds", "1", "--text-layers", "5"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, _) = run_ok(
+        hark()
+            .args([
+                "bench",
+                "--config",
+                "tiny",
+                "--runs",
+                "1",
+                "--decode-steps",
+                "1",
+            ])
+            .args(["--seconds", "1", "--text-layers", "5"]),
     );
-    let table = String::from_utf8(out.stdout).unwrap();
     assert!(
-        table.contains("synthetic-tiny, 5 decoder layers"),
-        "{table}"
+        stdout.contains("synthetic-tiny, 5 decoder layers"),
+        "{stdout}"
     );
-    assert!(table.contains("decode (1 steps)"), "{table}");
+    assert!(stdout.contains("decode (1 steps)"), "{stdout}");
 
     for (flags, message) in [
         (vec!["--config", "tiny", "--seconds", "40"], "--seconds"),

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{clip_text, demo_model, hark, repo};
+use common::{clip_text, demo_model, hark, json_lines, repo, run_err, run_ok};
 
 fn golden_ids(model: &str, clip: &str) -> Vec<u32> {
     let bytes =
@@ -20,23 +20,14 @@ fn golden_ids(model: &str, clip: &str) -> Vec<u32> {
 
 #[test]
 fn transcribe_json_reports_the_reference_greedy_ids() {
-    let out = hark()
-        .args(["transcribe", "--json", "--max-new-tokens", "12", "--model"])
-        .arg(repo().join("tests/fixtures/models/e2b-shaped"))
-        .arg(repo().join("tests/fixtures/audio/fox.wav"))
-        .arg(repo().join("tests/fixtures/audio/lights.wav"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, _) = run_ok(
+        hark()
+            .args(["transcribe", "--json", "--max-new-tokens", "12", "--model"])
+            .arg(repo().join("tests/fixtures/models/e2b-shaped"))
+            .arg(repo().join("tests/fixtures/audio/fox.wav"))
+            .arg(repo().join("tests/fixtures/audio/lights.wav")),
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = json_lines(&stdout);
     assert_eq!(lines.len(), 2);
     for (line, clip) in lines.iter().zip(["fox", "lights"]) {
         let ids: Vec<u32> = serde_json::from_value(line["spans"][0]["token_ids"].clone()).unwrap();
@@ -56,19 +47,14 @@ fn transcribe_json_reports_the_reference_greedy_ids() {
 fn dump_writes_the_contract_tensors() {
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("fox.safetensors");
-    let out = hark()
-        .args(["dump", "--model"])
-        .arg(repo().join("tests/fixtures/models/varied"))
-        .arg("--audio")
-        .arg(repo().join("tests/fixtures/audio/callback.wav"))
-        .arg("--out")
-        .arg(&out_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        hark()
+            .args(["dump", "--model"])
+            .arg(repo().join("tests/fixtures/models/varied"))
+            .arg("--audio")
+            .arg(repo().join("tests/fixtures/audio/callback.wav"))
+            .arg("--out")
+            .arg(&out_file),
     );
     let bytes = std::fs::read(&out_file).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -190,67 +176,48 @@ fn streamed_transcription_without_vad_equals_offline() {
             .iter()
             .map(|c| repo().join(format!("tests/fixtures/audio/{c}.wav")))
             .collect();
-        let offline = hark()
-            .args(["transcribe", "--max-new-tokens", "12", "--model"])
-            .arg(&model)
-            .args(&files)
-            .output()
-            .unwrap();
-        assert!(
-            offline.status.success(),
-            "{}",
-            String::from_utf8_lossy(&offline.stderr)
+        let (offline, _) = run_ok(
+            hark()
+                .args(["transcribe", "--max-new-tokens", "12", "--model"])
+                .arg(&model)
+                .args(&files),
         );
         for chunk in ["40", "1000"] {
-            let streamed = hark()
-                .args([
-                    "transcribe",
-                    "--max-new-tokens",
-                    "12",
-                    "--no-vad",
-                    "--stream-chunk-ms",
-                    chunk,
-                    "--model",
-                ])
-                .arg(&model)
-                .args(&files)
-                .output()
-                .unwrap();
-            assert!(
-                streamed.status.success(),
-                "{}",
-                String::from_utf8_lossy(&streamed.stderr)
+            let (streamed, _) = run_ok(
+                hark()
+                    .args([
+                        "transcribe",
+                        "--max-new-tokens",
+                        "12",
+                        "--no-vad",
+                        "--stream-chunk-ms",
+                        chunk,
+                        "--model",
+                    ])
+                    .arg(&model)
+                    .args(&files),
             );
-            assert_eq!(
-                String::from_utf8_lossy(&streamed.stdout),
-                String::from_utf8_lossy(&offline.stdout),
-                "chunk {chunk} ms"
-            );
+            assert_eq!(streamed, offline, "chunk {chunk} ms");
         }
     }
 }
 
 #[test]
 fn streamed_transcription_with_vad_skips_silence() {
-    let out = hark()
-        .args([
-            "transcribe",
-            "--json",
-            "--stream-chunk-ms",
-            "100",
-            "--model",
-        ])
-        .arg(repo().join("tests/fixtures/models/e2b-shaped"))
-        .arg(repo().join("tests/fixtures/audio/silence.wav"))
-        .arg(repo().join("tests/fixtures/audio/noise.wav"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, _) = run_ok(
+        hark()
+            .args([
+                "transcribe",
+                "--json",
+                "--stream-chunk-ms",
+                "100",
+                "--model",
+            ])
+            .arg(repo().join("tests/fixtures/models/e2b-shaped"))
+            .arg(repo().join("tests/fixtures/audio/silence.wav"))
+            .arg(repo().join("tests/fixtures/audio/noise.wav")),
     );
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
+    for line in stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["finals"].as_array().unwrap().len(), 0, "{line}");
         assert_eq!(v["text"], "");
@@ -263,14 +230,13 @@ fn streamed_transcription_with_vad_skips_silence() {
 fn eval_scores_offline_and_streaming_hypotheses() {
     let model = repo().join("tests/fixtures/models/e2b-shaped");
     let fox = repo().join("tests/fixtures/audio/fox.wav");
-    let own = hark()
-        .args(["transcribe", "--max-new-tokens", "8", "--model"])
-        .arg(&model)
-        .arg(&fox)
-        .output()
-        .unwrap();
-    assert!(own.status.success());
-    let own_text = String::from_utf8(own.stdout).unwrap().trim().to_owned();
+    let (own, _) = run_ok(
+        hark()
+            .args(["transcribe", "--max-new-tokens", "8", "--model"])
+            .arg(&model)
+            .arg(&fox),
+    );
+    let own_text = own.trim().to_owned();
 
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("m.jsonl");
@@ -283,23 +249,14 @@ fn eval_scores_offline_and_streaming_hypotheses() {
         lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )
     .unwrap();
-    let out = hark()
-        .args(["eval", "--json", "--max-new-tokens", "8", "--model"])
-        .arg(&model)
-        .arg("--manifest")
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, _) = run_ok(
+        hark()
+            .args(["eval", "--json", "--max-new-tokens", "8", "--model"])
+            .arg(&model)
+            .arg("--manifest")
+            .arg(&manifest),
     );
-    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<serde_json::Value> = json_lines(&stdout);
     assert_eq!(rows.len(), 3, "two utterances and a summary");
     let (me, real, summary) = (&rows[0], &rows[1], &rows[2]);
     assert_eq!(me["offline"], own_text.as_str());
@@ -327,15 +284,14 @@ fn eval_scores_offline_and_streaming_hypotheses() {
 
     // A manifest naming a missing file fails with the file's name.
     std::fs::write(&manifest, "{\"audio\": \"nope.wav\", \"text\": \"x\"}\n").unwrap();
-    let out = hark()
-        .args(["eval", "--model"])
-        .arg(&model)
-        .arg("--manifest")
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.wav"));
+    let stderr = run_err(
+        hark()
+            .args(["eval", "--model"])
+            .arg(&model)
+            .arg("--manifest")
+            .arg(&manifest),
+    );
+    assert!(stderr.contains("nope.wav"), "{stderr}");
 }
 
 /// The README's first command, exactly: the embedded default model, nothing but the file.
