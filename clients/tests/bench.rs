@@ -2,23 +2,24 @@
 
 mod common;
 
-use common::{hark, run_ok};
+use std::process::Command;
+
+use common::{hark, run_err, run_ok};
+
+/// `hark bench` on the built-in tiny synthetic model.
+fn tiny_bench(runs: &str, decode_steps: &str, seconds: &str) -> Command {
+    let mut cmd = hark();
+    cmd.args(["bench", "--config", "tiny", "--runs", runs])
+        .args(["--decode-steps", decode_steps, "--seconds", seconds]);
+    cmd
+}
 
 #[test]
 fn bench_reports_every_stage_and_saves_the_reference_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let (stdout, _) = run_ok(
-        hark()
-            .args([
-                "bench",
-                "--config",
-                "tiny",
-                "--runs",
-                "2",
-                "--decode-steps",
-                "3",
-            ])
-            .args(["--seconds", "2", "--json", "--save-inputs"])
+        tiny_bench("2", "3", "2")
+            .args(["--json", "--save-inputs"])
             .arg(dir.path()),
     );
     let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -64,19 +65,7 @@ fn bench_reports_every_stage_and_saves_the_reference_inputs() {
 
 #[test]
 fn bench_table_and_bad_flags() {
-    let (stdout, _) = run_ok(
-        hark()
-            .args([
-                "bench",
-                "--config",
-                "tiny",
-                "--runs",
-                "1",
-                "--decode-steps",
-                "1",
-            ])
-            .args(["--seconds", "1", "--text-layers", "5"]),
-    );
+    let (stdout, _) = run_ok(tiny_bench("1", "1", "1").args(["--text-layers", "5"]));
     assert!(
         stdout.contains("synthetic-tiny, 5 decoder layers"),
         "{stdout}"
@@ -96,9 +85,7 @@ fn bench_table_and_bad_flags() {
         ),
         (vec!["--backend", "ndarray", "--weights", "f16"], "ndarray"),
     ] {
-        let out = hark().arg("bench").args(&flags).output().unwrap();
-        assert!(!out.status.success(), "{flags:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = run_err(hark().arg("bench").args(&flags));
         assert!(err.contains(message), "{flags:?}: {err}");
     }
 }

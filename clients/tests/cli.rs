@@ -27,7 +27,7 @@ fn transcribe_json_reports_the_reference_greedy_ids() {
             .arg(repo().join("tests/fixtures/audio/fox.wav"))
             .arg(repo().join("tests/fixtures/audio/lights.wav")),
     );
-    let lines: Vec<serde_json::Value> = json_lines(&stdout);
+    let lines = json_lines(&stdout);
     assert_eq!(lines.len(), 2);
     for (line, clip) in lines.iter().zip(["fox", "lights"]) {
         let ids: Vec<u32> = serde_json::from_value(line["spans"][0]["token_ids"].clone()).unwrap();
@@ -256,7 +256,7 @@ fn eval_scores_offline_and_streaming_hypotheses() {
             .arg("--manifest")
             .arg(&manifest),
     );
-    let rows: Vec<serde_json::Value> = json_lines(&stdout);
+    let rows = json_lines(&stdout);
     assert_eq!(rows.len(), 3, "two utterances and a summary");
     let (me, real, summary) = (&rows[0], &rows[1], &rows[2]);
     assert_eq!(me["offline"], own_text.as_str());
