@@ -46,12 +46,25 @@ pub struct Gemma4ConfigJson {
     pub eoa_token_id: Option<u32>,
     #[serde(default)]
     pub audio_token_id: Option<u32>,
+    /// `<|image|>` soft-token placeholder (HF default when absent: 258880).
+    #[serde(default = "d_image_token")]
+    pub image_token_id: Option<u32>,
+    /// `<|video|>` soft-token placeholder (HF default when absent: 258884).
+    #[serde(default = "d_video_token")]
+    pub video_token_id: Option<u32>,
     #[serde(default)]
     pub eos_token_id: Option<OneOrMany>,
     #[serde(default)]
     pub tie_word_embeddings: Option<bool>,
     #[serde(default)]
     pub model_type: Option<String>,
+}
+
+fn d_image_token() -> Option<u32> {
+    Some(258_880)
+}
+fn d_video_token() -> Option<u32> {
+    Some(258_884)
 }
 
 fn d_vocab() -> usize {
@@ -414,11 +427,27 @@ pub struct TextConfig {
     pub attention_bias: bool,
     pub pad_token_id: u32,
     pub max_position_embeddings: usize,
+    /// The multimodal soft-token placeholders (`image_token_id`, `video_token_id`,
+    /// `audio_token_id` of `config.json`); see [`TextConfig::feedback_id`].
+    pub placeholder_ids: Vec<u32>,
 }
 
 impl TextConfig {
     pub fn num_layers(&self) -> usize {
         self.layers.len()
+    }
+
+    /// The id the decoder actually looks up for token `id`, in the token embedding and in the
+    /// per-layer-embedding table alike: multimodal placeholders become the pad id, every other
+    /// id is itself. transformers does this to every input id (`Gemma4Model.forward`, its
+    /// `multimodal_mask`), so it applies to prompt placeholders and equally to a placeholder
+    /// that greedy decoding *generated* and feeds back (docs/model.md, "Token ids").
+    pub fn feedback_id(&self, id: u32) -> u32 {
+        if self.placeholder_ids.contains(&id) {
+            self.pad_token_id
+        } else {
+            id
+        }
     }
 
     /// Index of the first layer that reuses another layer's K/V (all later layers do too),
@@ -513,7 +542,7 @@ impl ModelConfig {
         generation: Option<&GenerationConfigJson>,
         processor: Option<&ProcessorConfigJson>,
     ) -> Result<Self, ConfigError> {
-        let text = resolve_text(&config.text_config, config.tie_word_embeddings)?;
+        let mut text = resolve_text(&config.text_config, config.tie_word_embeddings)?;
         let audio_json = config.audio_config.as_ref().ok_or_else(|| {
             ConfigError::Invalid("config.json has no audio_config: not a speech model".into())
         })?;
@@ -539,6 +568,11 @@ impl ModelConfig {
                 )));
             }
         }
+        text.placeholder_ids = [config.image_token_id, config.video_token_id]
+            .into_iter()
+            .flatten()
+            .chain([audio_tokens.placeholder])
+            .collect();
         let mut stop_token_ids = generation
             .and_then(|g| g.eos_token_id.as_ref())
             .or(config.eos_token_id.as_ref())
@@ -784,6 +818,8 @@ fn resolve_text(t: &TextConfigJson, top_tie: Option<bool>) -> Result<TextConfig,
         attention_bias: t.attention_bias,
         pad_token_id: t.pad_token_id.unwrap_or(0),
         max_position_embeddings: t.max_position_embeddings,
+        // Filled in by `ModelConfig::resolve` from the top-level ids.
+        placeholder_ids: Vec::new(),
     })
 }
 

@@ -440,16 +440,22 @@ impl<B: Backend> TextDecoder<B> {
         }
     }
 
-    /// Scaled token embeddings, `[t, hidden]`.
+    /// Scaled token embeddings, `[t, hidden]`. Multimodal placeholder ids embed as the pad id
+    /// ([`TextConfig::feedback_id`]), so a generated placeholder fed back is looked up as
+    /// transformers looks it up.
     pub fn embed_tokens(&self, ids: &[u32]) -> Tensor<B, 2> {
-        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let ids: Vec<i64> = ids
+            .iter()
+            .map(|&i| self.cfg.feedback_id(i) as i64)
+            .collect();
         let n = ids.len();
         let index = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [n]), &self.device);
         self.embed.rows(index).mul_scalar(self.embed_scale)
     }
 
     /// Run `embeds` (`[t, hidden]`) at the positions following the cache. `ple_ids` are the
-    /// token ids for the per-layer-embedding lookup (the pad id at multimodal positions).
+    /// token ids for the per-layer-embedding lookup; multimodal placeholders among them are
+    /// looked up as the pad id ([`TextConfig::feedback_id`]), so callers may pass the raw ids.
     pub fn forward(
         &self,
         embeds: Tensor<B, 2>,
@@ -495,7 +501,8 @@ impl<B: Backend> TextDecoder<B> {
             positions.extend(start..start + t);
             rows += t;
             embeds.push(r.embeds);
-            ids.extend_from_slice(r.ple_ids);
+            // The per-layer-embedding lookup maps placeholders to the pad id too.
+            ids.extend(r.ple_ids.iter().map(|&i| self.cfg.feedback_id(i)));
             caches.push(r.cache);
             wanted.push(r.logits);
         }
