@@ -1,0 +1,165 @@
+//! Every format on every ISA path this CPU has (plus portable) against an f64 reference.
+
+mod common;
+
+use common::{Rng, dequantized};
+use hark_kernels::{Format, GEMV_MAX_N, Isa, PackedMatrix, QK, available_isas, with_isa};
+
+const NS: [usize; 9] = [1, 2, 3, 4, 5, 7, 17, 64, 65];
+const ROWS: [usize; 5] = [1, 3, 31, 33, 129];
+const FLOAT_COLS: [usize; 7] = [1, 7, 15, 31, 33, 100, 257];
+const QUANT_COLS: [usize; 4] = [32, 64, 96, 320];
+
+/// `y[j * rows + r] = Σ_k x[j, k] · w[r, k]` in f64, and `Σ_k |x[j, k]| · |w[r, k]|`.
+pub fn reference(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut y, mut mag) = (vec![0.0; n * rows], vec![0.0; n * rows]);
+    for j in 0..n {
+        for r in 0..rows {
+            for k in 0..cols {
+                let (a, b) = (f64::from(x[j * cols + k]), f64::from(w[r * cols + k]));
+                y[j * rows + r] += a * b;
+                mag[j * rows + r] += (a * b).abs();
+            }
+        }
+    }
+    (y, mag)
+}
+
+/// Relative error allowed for f32 arithmetic, of a result's Σ|x|·|w|.
+const FLOAT_TOL: f64 = 1e-5;
+
+/// The error bound of quantizing `x` per 32-block with `d = amax / 127` (round to nearest,
+/// so at most d/2 per element) against the weights `w`: `Σ_b d_b / 2 · Σ_{k in b} |w_k|`.
+fn activation_bound(w: &[f32], x: &[f32]) -> f64 {
+    w.chunks(QK)
+        .zip(x.chunks(QK))
+        .map(|(wb, xb)| {
+            let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            let d = f64::from(amax) / 127.0;
+            d / 2.0 * wb.iter().map(|&v| f64::from(v.abs())).sum::<f64>()
+        })
+        .sum()
+}
+
+fn check(format: Format, rows: usize, cols: usize, n: usize, isa: Isa, rng: &mut Rng) {
+    let m = PackedMatrix::from_f32(rows, cols, &rng.vec(rows * cols), format).unwrap();
+    let x = rng.vec(n * cols);
+    let w = dequantized(&m);
+    let (want, mag) = reference(&w, rows, cols, &x, n);
+    let mut y = vec![f32::NAN; n * rows];
+    with_isa(isa, || m.matmul(&x, n, &mut y));
+    let integer_acts = format.is_quantized() && n <= GEMV_MAX_N;
+    for j in 0..n {
+        for r in 0..rows {
+            let i = j * rows + r;
+            let mut tol = FLOAT_TOL * mag[i] + 1e-6;
+            if integer_acts {
+                tol += activation_bound(&w[r * cols..(r + 1) * cols], &x[j * cols..(j + 1) * cols]);
+            }
+            let err = (f64::from(y[i]) - want[i]).abs();
+            assert!(
+                err <= tol,
+                "{format} {isa} {rows}x{cols} n={n}: y[{j},{r}] = {} want {} (err {err:e} > {tol:e})",
+                y[i],
+                want[i]
+            );
+        }
+    }
+}
+
+fn check_format(format: Format, cols: &[usize]) {
+    let mut rng = Rng::new(format as u64 + 1);
+    for isa in available_isas() {
+        for &n in &NS {
+            for &rows in &ROWS {
+                for &c in cols {
+                    check(format, rows, c, n, isa, &mut rng);
+                }
+            }
+        }
+        // Large enough to run in parallel chunks on both paths.
+        for n in [1, 3, GEMV_MAX_N, GEMV_MAX_N + 1] {
+            check(format, 1000, cols[cols.len() - 1], n, isa, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn f32_matches_reference() {
+    check_format(Format::F32, &FLOAT_COLS);
+}
+
+#[test]
+fn f16_matches_reference() {
+    check_format(Format::F16, &FLOAT_COLS);
+}
+
+#[test]
+fn bf16_matches_reference() {
+    check_format(Format::BF16, &FLOAT_COLS);
+}
+
+#[test]
+fn q8_matches_reference() {
+    check_format(Format::Q8, &QUANT_COLS);
+}
+
+#[test]
+fn q4_matches_reference() {
+    check_format(Format::Q4, &QUANT_COLS);
+}
+
+#[test]
+fn isa_paths_agree_on_quantized_decode() {
+    // The integer paths compute the same block sums; only float summation order differs.
+    let mut rng = Rng::new(7);
+    for format in [Format::Q8, Format::Q4] {
+        let m = PackedMatrix::from_f32(40, 256, &rng.vec(40 * 256), format).unwrap();
+        let x = rng.vec(256);
+        let run = |isa| {
+            let mut y = vec![0.0; 40];
+            with_isa(isa, || m.matmul(&x, 1, &mut y));
+            y
+        };
+        let portable = run(Isa::Portable);
+        for isa in available_isas() {
+            for (a, b) in run(isa).iter().zip(&portable) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{format} {isa}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn empty_shapes() {
+    let m = PackedMatrix::from_f32(3, 0, &[], Format::F32).unwrap();
+    let mut y = vec![f32::NAN; 6];
+    m.matmul(&[], 2, &mut y);
+    assert_eq!(y, [0.0; 6]);
+    let m = PackedMatrix::from_f32(0, 32, &[], Format::Q8).unwrap();
+    m.matmul(&[0.5; 64], 2, &mut []);
+    let m = PackedMatrix::from_f32(2, 32, &[0.5; 64], Format::Q4).unwrap();
+    m.matmul(&[], 0, &mut []);
+}
+
+#[test]
+fn zero_activations_give_zero() {
+    for format in Format::ALL {
+        let m = PackedMatrix::from_f32(5, 64, &Rng::new(3).vec(320), format).unwrap();
+        for n in [1, GEMV_MAX_N + 2] {
+            let mut y = vec![f32::NAN; 5 * n];
+            m.matmul(&vec![0.0; 64 * n], n, &mut y);
+            assert!(y.iter().all(|&v| v == 0.0), "{format} n={n}: {y:?}");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "x must be n x cols")]
+fn wrong_input_length_panics() {
+    let m = PackedMatrix::from_f32(2, 3, &[0.0; 6], Format::F32).unwrap();
+    m.matmul(&[0.0; 5], 2, &mut [0.0; 4]);
+}
