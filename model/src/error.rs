@@ -89,6 +89,16 @@ pub enum LoadError {
     },
     #[error("{path}: not a valid safetensors file: {detail}")]
     Safetensors { path: PathBuf, detail: String },
+    /// A GGUF file is damaged or not in a layout Hark reads.
+    #[error("{path}: {problem}")]
+    Gguf {
+        path: PathBuf,
+        #[source]
+        problem: crate::gguf::GgufProblem,
+    },
+    /// Natively quantized weights (GPTQ/AutoRound, GGUF blocks) Hark cannot serve as stored.
+    #[error("{path}: {detail}")]
+    Quantized { path: PathBuf, detail: String },
     #[error("{path}: {detail}")]
     Tokenizer { path: PathBuf, detail: String },
     #[error("the checkpoint does not match its config.json:\n{0}")]

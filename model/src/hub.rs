@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Why a model argument could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    #[error("{0} is neither a model directory nor a Hugging Face repo id (org/name)")]
+    #[error("{0} is neither a model directory, a .gguf file nor a Hugging Face repo id (org/name)")]
     NotAModel(String),
     #[error(
         "{repo} is not in the local Hugging Face cache ({cache}); download it with `hark model fetch {repo}` \
@@ -66,11 +66,15 @@ pub fn repo_dir(cache: &Path, repo: &str) -> PathBuf {
     cache.join(format!("models--{}", repo.replace('/', "--")))
 }
 
-/// Resolve `arg`: an existing directory is used as is; otherwise a repo id is looked up in
-/// `cache` at `revision` (a ref name such as `main`, or a commit hash).
+/// Resolve `arg`: an existing directory or `.gguf` file is used as is; otherwise a repo id is
+/// looked up in `cache` at `revision` (a ref name such as `main`, or a commit hash).
 pub fn resolve_in(arg: &str, cache: Option<&Path>, revision: &str) -> Result<PathBuf, HubError> {
     let path = Path::new(arg);
-    if path.is_dir() {
+    let gguf = path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if path.is_dir() || gguf {
         return Ok(path.to_path_buf());
     }
     if !is_repo_id(arg) {

@@ -56,6 +56,15 @@ impl TextTokenizer {
         Self::checked(inner, label, config)
     }
 
+    /// A tokenizer already parsed (e.g. to read ids before the config exists).
+    pub(crate) fn from_parsed(
+        inner: Tokenizer,
+        label: &Path,
+        config: &ModelConfig,
+    ) -> Result<Self, LoadError> {
+        Self::checked(inner, label, config)
+    }
+
     /// The tokenizer and config.json must agree on the audio ids and know the chat markers.
     fn checked(inner: Tokenizer, path: &Path, config: &ModelConfig) -> Result<Self, LoadError> {
         let bad = |detail: String| LoadError::Tokenizer {
