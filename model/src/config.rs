@@ -66,123 +66,105 @@ fn d_image_token() -> Option<u32> {
 fn d_video_token() -> Option<u32> {
     Some(258_884)
 }
-
-fn d_vocab() -> usize {
-    262_144
-}
-fn d_hidden() -> usize {
-    2304
-}
-fn d_intermediate() -> usize {
-    9216
-}
-fn d_layers() -> usize {
-    30
-}
-fn d_heads() -> usize {
-    8
-}
-fn d_kv_heads() -> usize {
-    4
-}
-fn d_head_dim() -> usize {
-    256
-}
-fn d_act() -> String {
-    "gelu_pytorch_tanh".into()
-}
-fn d_eps() -> f64 {
-    1e-6
-}
-fn d_window() -> usize {
-    512
-}
-fn d_ple() -> usize {
-    256
-}
-fn d_true() -> bool {
-    true
-}
-fn d_pad() -> Option<u32> {
-    Some(0)
-}
-fn d_bos() -> Option<u32> {
-    Some(2)
-}
-fn d_max_pos() -> usize {
-    131_072
-}
-
-/// `text_config` of `config.json` (HF `Gemma4TextConfig`).
+/// `text_config` of `config.json` (HF `Gemma4TextConfig`); a missing field takes the value of
+/// [`TextConfigJson::default`].
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct TextConfigJson {
-    #[serde(default = "d_vocab")]
     pub vocab_size: usize,
-    #[serde(default = "d_hidden")]
     pub hidden_size: usize,
-    #[serde(default = "d_intermediate")]
     pub intermediate_size: usize,
-    #[serde(default = "d_layers")]
     pub num_hidden_layers: usize,
-    #[serde(default = "d_heads")]
     pub num_attention_heads: usize,
-    #[serde(default = "d_kv_heads")]
     pub num_key_value_heads: usize,
-    #[serde(default = "d_head_dim")]
     pub head_dim: usize,
     /// Flat form of the full-attention head size (older config files).
-    #[serde(default)]
     pub global_head_dim: Option<usize>,
-    #[serde(default)]
     pub num_global_key_value_heads: Option<usize>,
     /// Sparse per-layer overrides (newer config files): `{"4": {"head_dim": 512}, ...}`.
-    #[serde(default)]
     pub per_layer_config: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
-    #[serde(default = "d_act")]
     pub hidden_activation: String,
-    #[serde(default = "d_max_pos")]
     pub max_position_embeddings: usize,
-    #[serde(default = "d_eps")]
     pub rms_norm_eps: f64,
-    #[serde(default = "d_pad")]
     pub pad_token_id: Option<u32>,
-    #[serde(default)]
     pub eos_token_id: Option<OneOrMany>,
-    #[serde(default = "d_bos")]
     pub bos_token_id: Option<u32>,
-    #[serde(default = "d_true")]
     pub tie_word_embeddings: bool,
-    #[serde(default)]
+    /// Keyed by layer type (`sliding_attention`, `full_attention`).
     pub rope_parameters: Option<BTreeMap<String, RopeParametersJson>>,
-    #[serde(default)]
     pub attention_bias: bool,
-    #[serde(default = "d_window")]
     pub sliding_window: usize,
-    #[serde(default)]
-    pub layer_types: Option<Vec<String>>,
-    #[serde(default)]
+    pub layer_types: Option<Vec<LayerType>>,
     pub final_logit_softcapping: Option<f64>,
-    #[serde(default)]
     pub use_bidirectional_attention: Option<String>,
-    #[serde(default = "d_vocab")]
     pub vocab_size_per_layer_input: usize,
-    #[serde(default = "d_ple")]
     pub hidden_size_per_layer_input: usize,
-    #[serde(default)]
     pub attention_k_eq_v: bool,
-    #[serde(default)]
     pub num_kv_shared_layers: usize,
-    #[serde(default)]
     pub enable_moe_block: bool,
-    #[serde(default)]
     pub use_double_wide_mlp: bool,
+}
+
+impl Default for TextConfigJson {
+    /// The defaults of transformers' `Gemma4TextConfig`.
+    fn default() -> Self {
+        Self {
+            vocab_size: 262_144,
+            hidden_size: 2304,
+            intermediate_size: 9216,
+            num_hidden_layers: 30,
+            num_attention_heads: 8,
+            num_key_value_heads: 4,
+            head_dim: 256,
+            global_head_dim: None,
+            num_global_key_value_heads: None,
+            per_layer_config: None,
+            hidden_activation: "gelu_pytorch_tanh".into(),
+            max_position_embeddings: 131_072,
+            rms_norm_eps: 1e-6,
+            pad_token_id: Some(0),
+            eos_token_id: None,
+            bos_token_id: Some(2),
+            tie_word_embeddings: true,
+            rope_parameters: None,
+            attention_bias: false,
+            sliding_window: 512,
+            layer_types: None,
+            final_logit_softcapping: None,
+            use_bidirectional_attention: None,
+            vocab_size_per_layer_input: 262_144,
+            hidden_size_per_layer_input: 256,
+            attention_k_eq_v: false,
+            num_kv_shared_layers: 0,
+            enable_moe_block: false,
+            use_double_wide_mlp: false,
+        }
+    }
+}
+
+/// An entry of `layer_types`: the attention of one decoder layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerType {
+    SlidingAttention,
+    FullAttention,
+}
+
+impl LayerType {
+    /// The name `config.json` uses (the key of `rope_parameters`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerType::SlidingAttention => "sliding_attention",
+            LayerType::FullAttention => "full_attention",
+        }
+    }
 }
 
 /// One entry of `rope_parameters` (keyed by layer type).
 #[derive(Debug, Clone, Deserialize)]
 pub struct RopeParametersJson {
-    #[serde(default = "d_rope_type")]
-    pub rope_type: String,
+    #[serde(default)]
+    pub rope_type: RopeType,
     pub rope_theta: f64,
     #[serde(default)]
     pub partial_rotary_factor: Option<f64>,
@@ -190,82 +172,61 @@ pub struct RopeParametersJson {
     pub factor: Option<f64>,
 }
 
-fn d_rope_type() -> String {
-    "default".into()
+/// The RoPE flavours Hark builds (`rope_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RopeType {
+    #[default]
+    Default,
+    Linear,
+    Proportional,
 }
 
-fn d_a_hidden() -> usize {
-    1024
-}
-fn d_a_layers() -> usize {
-    12
-}
-fn d_a_act() -> String {
-    "silu".into()
-}
-fn d_a_channels() -> Vec<usize> {
-    vec![128, 32]
-}
-fn d_a_kernel() -> usize {
-    5
-}
-fn d_a_residual() -> f64 {
-    0.5
-}
-fn d_a_chunk() -> usize {
-    12
-}
-fn d_a_left() -> usize {
-    13
-}
-fn d_a_cap() -> f64 {
-    50.0
-}
-fn d_a_invalid() -> f64 {
-    -1.0e9
-}
-fn d_a_clip() -> f64 {
-    1e10
-}
-fn d_a_out() -> usize {
-    1536
-}
-
-/// `audio_config` of `config.json` (HF `Gemma4AudioConfig`).
+/// `audio_config` of `config.json` (HF `Gemma4AudioConfig`); a missing field takes the value of
+/// [`AudioConfigJson::default`].
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct AudioConfigJson {
-    #[serde(default = "d_a_hidden")]
     pub hidden_size: usize,
-    #[serde(default = "d_a_layers")]
     pub num_hidden_layers: usize,
-    #[serde(default = "d_heads")]
     pub num_attention_heads: usize,
-    #[serde(default = "d_a_act")]
     pub hidden_act: String,
-    #[serde(default = "d_a_channels")]
     pub subsampling_conv_channels: Vec<usize>,
-    #[serde(default = "d_a_kernel")]
     pub conv_kernel_size: usize,
-    #[serde(default = "d_a_residual")]
     pub residual_weight: f64,
-    #[serde(default = "d_a_chunk")]
     pub attention_chunk_size: usize,
-    #[serde(default = "d_a_left")]
     pub attention_context_left: usize,
-    #[serde(default)]
     pub attention_context_right: usize,
-    #[serde(default = "d_a_cap")]
     pub attention_logit_cap: f64,
-    #[serde(default = "d_a_invalid")]
     pub attention_invalid_logits_value: f64,
-    #[serde(default = "d_true")]
     pub use_clipped_linears: bool,
-    #[serde(default = "d_eps")]
     pub rms_norm_eps: f64,
-    #[serde(default = "d_a_clip")]
     pub gradient_clipping: f64,
-    #[serde(default = "d_a_out")]
     pub output_proj_dims: usize,
+}
+
+impl Default for AudioConfigJson {
+    /// The defaults of transformers' `Gemma4AudioConfig`.
+    fn default() -> Self {
+        Self {
+            hidden_size: 1024,
+            num_hidden_layers: 12,
+            num_attention_heads: 8,
+            hidden_act: "silu".into(),
+            subsampling_conv_channels: vec![128, 32],
+            conv_kernel_size: 5,
+            residual_weight: 0.5,
+            attention_chunk_size: 12,
+            attention_context_left: 13,
+            attention_context_right: 0,
+            attention_logit_cap: 50.0,
+            attention_invalid_logits_value: -1.0e9,
+            use_clipped_linears: true,
+            rms_norm_eps: 1e-6,
+            gradient_clipping: 1e10,
+            output_proj_dims: 1536,
+        }
+    }
 }
 
 /// `generation_config.json`.
@@ -281,62 +242,44 @@ pub struct GenerationConfigJson {
     pub suppress_tokens: Option<Vec<u32>>,
 }
 
-/// The feature-extractor block of `processor_config.json` (or `preprocessor_config.json`).
+/// The feature-extractor block of `processor_config.json` (or `preprocessor_config.json`); a
+/// missing field takes the value of [`FeatureExtractorJson::default`].
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct FeatureExtractorJson {
-    #[serde(default = "d_fe_size")]
     pub feature_size: usize,
-    #[serde(default = "d_fe_rate")]
     pub sampling_rate: u32,
-    #[serde(default = "d_fe_frame_ms")]
     pub frame_length_ms: f64,
-    #[serde(default = "d_fe_hop_ms")]
     pub hop_length_ms: f64,
-    #[serde(default)]
     pub min_frequency: f64,
-    #[serde(default = "d_fe_max_freq")]
     pub max_frequency: f64,
-    #[serde(default = "d_fe_floor")]
     pub mel_floor: f64,
-    #[serde(default)]
     pub preemphasis: f64,
-    #[serde(default)]
     pub dither: f64,
-    #[serde(default = "d_fe_scale")]
     pub input_scale_factor: f64,
-    #[serde(default)]
     pub fft_overdrive: bool,
-    #[serde(default)]
     pub per_bin_mean: Option<serde_json::Value>,
-    #[serde(default)]
     pub per_bin_stddev: Option<serde_json::Value>,
 }
 
-fn d_fe_size() -> usize {
-    128
-}
-fn d_fe_rate() -> u32 {
-    16_000
-}
-fn d_fe_frame_ms() -> f64 {
-    20.0
-}
-fn d_fe_hop_ms() -> f64 {
-    10.0
-}
-fn d_fe_max_freq() -> f64 {
-    8000.0
-}
-fn d_fe_floor() -> f64 {
-    1e-3
-}
-fn d_fe_scale() -> f64 {
-    1.0
-}
-
 impl Default for FeatureExtractorJson {
+    /// The defaults of the transformers feature extractor (as in the released E2B files).
     fn default() -> Self {
-        serde_json::from_str("{}").expect("all fields have defaults")
+        Self {
+            feature_size: 128,
+            sampling_rate: 16_000,
+            frame_length_ms: 20.0,
+            hop_length_ms: 10.0,
+            min_frequency: 0.0,
+            max_frequency: 8000.0,
+            mel_floor: 1e-3,
+            preemphasis: 0.0,
+            dither: 0.0,
+            input_scale_factor: 1.0,
+            fft_overdrive: false,
+            per_bin_mean: None,
+            per_bin_stddev: None,
+        }
     }
 }
 
@@ -639,166 +582,18 @@ fn validate_features(fe: &FeatureExtractorJson) -> Result<(), ConfigError> {
 }
 
 fn resolve_text(t: &TextConfigJson, top_tie: Option<bool>) -> Result<TextConfig, ConfigError> {
-    if t.enable_moe_block {
-        return Err(ConfigError::Unsupported(
-            "mixture-of-experts decoder blocks".into(),
-        ));
-    }
-    if t.use_bidirectional_attention.as_deref() == Some("all") {
-        return Err(ConfigError::Unsupported(
-            "bidirectional text attention".into(),
-        ));
-    }
-    let n = t.num_hidden_layers;
-    if n == 0 || t.hidden_size == 0 || t.num_attention_heads == 0 || t.vocab_size == 0 {
-        return Err(ConfigError::Invalid(
-            "text_config has a zero dimension".into(),
-        ));
-    }
-    // HF: default pattern of five sliding layers then one full; the last layer is always full.
-    let mut types: Vec<String> = match &t.layer_types {
-        Some(types) => types.clone(),
-        None => (0..n)
-            .map(|i| {
-                if (i + 1) % 6 != 0 {
-                    "sliding_attention"
-                } else {
-                    "full_attention"
-                }
-                .to_string()
-            })
-            .collect(),
-    };
-    if types.len() != n {
-        return Err(ConfigError::Invalid(format!(
-            "layer_types has {} entries for {n} layers",
-            types.len()
-        )));
-    }
-    if let Some(last) = types.last_mut() {
-        *last = "full_attention".to_string();
-    }
-    let rope_params = default_rope_parameters(t.rope_parameters.as_ref());
-
-    // Per-layer overrides: explicit `per_layer_config`, else the flat global_* fields on full layers.
-    let mut overrides: Vec<serde_json::Map<String, serde_json::Value>> =
-        vec![Default::default(); n];
-    match &t.per_layer_config {
-        Some(map) => {
-            for (key, value) in map {
-                let idx: usize = key.parse().map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "per_layer_config key `{key}` is not a layer index"
-                    ))
-                })?;
-                if idx >= n {
-                    return Err(ConfigError::Invalid(format!(
-                        "per_layer_config names layer {idx} of {n}"
-                    )));
-                }
-                overrides[idx] = value.clone();
-            }
-        }
-        None => {
-            let global_head_dim = t.global_head_dim.unwrap_or(512);
-            for (i, ty) in types.iter().enumerate() {
-                if ty == "full_attention" {
-                    overrides[i].insert("head_dim".into(), global_head_dim.into());
-                    if let (true, Some(kv)) = (t.attention_k_eq_v, t.num_global_key_value_heads) {
-                        overrides[i].insert("num_key_value_heads".into(), kv.into());
-                    }
-                }
-            }
-        }
-    }
-
+    check_text_supported(t)?;
+    let types = layer_types(t)?;
+    let overrides = layer_overrides(t, &types)?;
+    let n = types.len();
     let first_shared = n.checked_sub(t.num_kv_shared_layers).ok_or_else(|| {
         ConfigError::Invalid("num_kv_shared_layers exceeds num_hidden_layers".into())
     })?;
-    let mut layers = Vec::with_capacity(n);
-    for (i, ty) in types.iter().enumerate() {
-        let ov = &overrides[i];
-        let mut head_dim = t.head_dim;
-        let mut num_kv_heads = t.num_key_value_heads;
-        let mut window = t.sliding_window;
-        let mut intermediate = t.intermediate_size;
-        for (key, value) in ov {
-            let as_usize = || {
-                value.as_u64().map(|v| v as usize).ok_or_else(|| {
-                    ConfigError::Invalid(format!("per_layer_config[{i}].{key} is not an integer"))
-                })
-            };
-            match key.as_str() {
-                "head_dim" => head_dim = as_usize()?,
-                "num_key_value_heads" => num_kv_heads = as_usize()?,
-                "sliding_window" => window = as_usize()?,
-                "intermediate_size" => intermediate = as_usize()?,
-                other => {
-                    return Err(ConfigError::Unsupported(format!(
-                        "per_layer_config override `{other}` (layer {i})"
-                    )));
-                }
-            }
-        }
-        if head_dim == 0 || !head_dim.is_multiple_of(2) {
-            return Err(ConfigError::Invalid(format!(
-                "layer {i}: head_dim {head_dim} must be even"
-            )));
-        }
-        if num_kv_heads == 0 || !t.num_attention_heads.is_multiple_of(num_kv_heads) {
-            return Err(ConfigError::Invalid(format!(
-                "layer {i}: {} query heads cannot be grouped over {num_kv_heads} KV heads",
-                t.num_attention_heads
-            )));
-        }
-        let kind = match ty.as_str() {
-            "sliding_attention" => LayerKind::Sliding { window },
-            "full_attention" => LayerKind::Full,
-            other => return Err(ConfigError::Unsupported(format!("layer type `{other}`"))),
-        };
-        let shared = i >= first_shared;
-        let kv_source = if shared {
-            // HF: the last non-shared layer of the same type provides the K/V.
-            let producer = (0..first_shared)
-                .rev()
-                .find(|&j| types[j] == *ty)
-                .ok_or_else(|| {
-                    ConfigError::Invalid(format!(
-                        "layer {i} ({ty}) shares K/V but no earlier {ty} layer owns any"
-                    ))
-                })?;
-            KvSource::Shared(producer)
-        } else {
-            KvSource::Own
-        };
-        if t.use_double_wide_mlp && shared {
-            intermediate *= 2;
-        }
-        let rope_json = rope_params.get(ty.as_str()).ok_or_else(|| {
-            ConfigError::Invalid(format!("rope_parameters has no entry for `{ty}`"))
-        })?;
-        let rope = resolve_rope(rope_json, head_dim)?;
-        layers.push(LayerSpec {
-            kind,
-            head_dim,
-            num_kv_heads,
-            kv_source,
-            k_eq_v: t.attention_k_eq_v && kind == LayerKind::Full,
-            intermediate_size: intermediate,
-            rope,
-        });
-    }
-    // A consumer must see K/V of the same shape as its producer's.
-    for (i, l) in layers.iter().enumerate() {
-        if let KvSource::Shared(p) = l.kv_source {
-            let prod = &layers[p];
-            if prod.head_dim != l.head_dim || prod.num_kv_heads != l.num_kv_heads {
-                return Err(ConfigError::Invalid(format!(
-                    "layer {i} shares K/V of layer {p} but their head shapes differ"
-                )));
-            }
-        }
-    }
+    let rope_params = default_rope_parameters(t.rope_parameters.as_ref());
+    let layers = (0..n)
+        .map(|i| resolve_layer(t, &types, i, &overrides[i], first_shared, &rope_params))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_kv_sharing(&layers)?;
     if t.hidden_size_per_layer_input > 0 && t.vocab_size_per_layer_input < t.vocab_size {
         return Err(ConfigError::Unsupported(format!(
             "per-layer embeddings for {} of {} tokens",
@@ -823,6 +618,197 @@ fn resolve_text(t: &TextConfigJson, top_tie: Option<bool>) -> Result<TextConfig,
     })
 }
 
+/// Refuse decoder variants Hark does not implement, and empty dimensions.
+fn check_text_supported(t: &TextConfigJson) -> Result<(), ConfigError> {
+    if t.enable_moe_block {
+        return Err(ConfigError::Unsupported(
+            "mixture-of-experts decoder blocks".into(),
+        ));
+    }
+    if t.use_bidirectional_attention.as_deref() == Some("all") {
+        return Err(ConfigError::Unsupported(
+            "bidirectional text attention".into(),
+        ));
+    }
+    if t.num_hidden_layers == 0
+        || t.hidden_size == 0
+        || t.num_attention_heads == 0
+        || t.vocab_size == 0
+    {
+        return Err(ConfigError::Invalid(
+            "text_config has a zero dimension".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The attention type of every layer. HF: default pattern of five sliding layers then one
+/// full; the last layer is always full.
+fn layer_types(t: &TextConfigJson) -> Result<Vec<LayerType>, ConfigError> {
+    let n = t.num_hidden_layers;
+    let mut types: Vec<LayerType> = match &t.layer_types {
+        Some(types) => types.clone(),
+        None => (0..n)
+            .map(|i| {
+                if (i + 1) % 6 != 0 {
+                    LayerType::SlidingAttention
+                } else {
+                    LayerType::FullAttention
+                }
+            })
+            .collect(),
+    };
+    if types.len() != n {
+        return Err(ConfigError::Invalid(format!(
+            "layer_types has {} entries for {n} layers",
+            types.len()
+        )));
+    }
+    if let Some(last) = types.last_mut() {
+        *last = LayerType::FullAttention;
+    }
+    Ok(types)
+}
+
+/// What one layer changes from the `text_config` defaults.
+#[derive(Debug, Clone, Default)]
+struct LayerOverride {
+    head_dim: Option<usize>,
+    num_kv_heads: Option<usize>,
+    sliding_window: Option<usize>,
+    intermediate_size: Option<usize>,
+}
+
+/// Per-layer overrides: explicit `per_layer_config`, else the flat `global_*` fields on full
+/// layers.
+fn layer_overrides(
+    t: &TextConfigJson,
+    types: &[LayerType],
+) -> Result<Vec<LayerOverride>, ConfigError> {
+    let n = types.len();
+    let mut overrides = vec![LayerOverride::default(); n];
+    let Some(map) = &t.per_layer_config else {
+        for (ov, _) in overrides
+            .iter_mut()
+            .zip(types)
+            .filter(|(_, ty)| **ty == LayerType::FullAttention)
+        {
+            ov.head_dim = Some(t.global_head_dim.unwrap_or(512));
+            if t.attention_k_eq_v {
+                ov.num_kv_heads = t.num_global_key_value_heads;
+            }
+        }
+        return Ok(overrides);
+    };
+    for (key, fields) in map {
+        let i: usize = key.parse().map_err(|_| {
+            ConfigError::Invalid(format!("per_layer_config key `{key}` is not a layer index"))
+        })?;
+        if i >= n {
+            return Err(ConfigError::Invalid(format!(
+                "per_layer_config names layer {i} of {n}"
+            )));
+        }
+        let ov = &mut overrides[i];
+        for (field, value) in fields {
+            let value = value.as_u64().map(|v| v as usize).ok_or_else(|| {
+                ConfigError::Invalid(format!("per_layer_config[{i}].{field} is not an integer"))
+            });
+            let slot = match field.as_str() {
+                "head_dim" => &mut ov.head_dim,
+                "num_key_value_heads" => &mut ov.num_kv_heads,
+                "sliding_window" => &mut ov.sliding_window,
+                "intermediate_size" => &mut ov.intermediate_size,
+                other => {
+                    return Err(ConfigError::Unsupported(format!(
+                        "per_layer_config override `{other}` (layer {i})"
+                    )));
+                }
+            };
+            *slot = Some(value?);
+        }
+    }
+    Ok(overrides)
+}
+
+/// Layer `i`, spelled out.
+fn resolve_layer(
+    t: &TextConfigJson,
+    types: &[LayerType],
+    i: usize,
+    ov: &LayerOverride,
+    first_shared: usize,
+    rope_params: &BTreeMap<String, RopeParametersJson>,
+) -> Result<LayerSpec, ConfigError> {
+    let ty = types[i];
+    let head_dim = ov.head_dim.unwrap_or(t.head_dim);
+    let num_kv_heads = ov.num_kv_heads.unwrap_or(t.num_key_value_heads);
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
+        return Err(ConfigError::Invalid(format!(
+            "layer {i}: head_dim {head_dim} must be even"
+        )));
+    }
+    if num_kv_heads == 0 || !t.num_attention_heads.is_multiple_of(num_kv_heads) {
+        return Err(ConfigError::Invalid(format!(
+            "layer {i}: {} query heads cannot be grouped over {num_kv_heads} KV heads",
+            t.num_attention_heads
+        )));
+    }
+    let kind = match ty {
+        LayerType::SlidingAttention => LayerKind::Sliding {
+            window: ov.sliding_window.unwrap_or(t.sliding_window),
+        },
+        LayerType::FullAttention => LayerKind::Full,
+    };
+    let shared = i >= first_shared;
+    let kv_source = if shared {
+        // HF: the last non-shared layer of the same type provides the K/V.
+        let producer = (0..first_shared)
+            .rev()
+            .find(|&j| types[j] == ty)
+            .ok_or_else(|| {
+                let ty = ty.name();
+                ConfigError::Invalid(format!(
+                    "layer {i} ({ty}) shares K/V but no earlier {ty} layer owns any"
+                ))
+            })?;
+        KvSource::Shared(producer)
+    } else {
+        KvSource::Own
+    };
+    let mut intermediate_size = ov.intermediate_size.unwrap_or(t.intermediate_size);
+    if t.use_double_wide_mlp && shared {
+        intermediate_size *= 2;
+    }
+    let rope_json = rope_params.get(ty.name()).ok_or_else(|| {
+        ConfigError::Invalid(format!("rope_parameters has no entry for `{}`", ty.name()))
+    })?;
+    Ok(LayerSpec {
+        kind,
+        head_dim,
+        num_kv_heads,
+        kv_source,
+        k_eq_v: t.attention_k_eq_v && kind == LayerKind::Full,
+        intermediate_size,
+        rope: resolve_rope(rope_json, head_dim)?,
+    })
+}
+
+/// A consumer must see K/V of the same shape as its producer's.
+fn check_kv_sharing(layers: &[LayerSpec]) -> Result<(), ConfigError> {
+    for (i, l) in layers.iter().enumerate() {
+        if let KvSource::Shared(p) = l.kv_source {
+            let prod = &layers[p];
+            if prod.head_dim != l.head_dim || prod.num_kv_heads != l.num_kv_heads {
+                return Err(ConfigError::Invalid(format!(
+                    "layer {i} shares K/V of layer {p} but their head shapes differ"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn default_rope_parameters(
     given: Option<&BTreeMap<String, RopeParametersJson>>,
 ) -> BTreeMap<String, RopeParametersJson> {
@@ -830,18 +816,18 @@ fn default_rope_parameters(
         Some(map) => map.clone(),
         None => BTreeMap::from([
             (
-                "sliding_attention".to_string(),
+                LayerType::SlidingAttention.name().to_string(),
                 RopeParametersJson {
-                    rope_type: "default".into(),
+                    rope_type: RopeType::Default,
                     rope_theta: 10_000.0,
                     partial_rotary_factor: None,
                     factor: None,
                 },
             ),
             (
-                "full_attention".to_string(),
+                LayerType::FullAttention.name().to_string(),
                 RopeParametersJson {
-                    rope_type: "proportional".into(),
+                    rope_type: RopeType::Proportional,
                     rope_theta: 1_000_000.0,
                     partial_rotary_factor: Some(0.25),
                     factor: None,
@@ -858,19 +844,18 @@ fn resolve_rope(r: &RopeParametersJson, head_dim: usize) -> Result<RopeSpec, Con
             "rope_theta and factor must be positive".into(),
         ));
     }
-    let rotated_pairs = match r.rope_type.as_str() {
-        "default" | "linear" => head_dim / 2,
+    let rotated_pairs = match r.rope_type {
+        RopeType::Default | RopeType::Linear => head_dim / 2,
         // HF `_compute_proportional_rope_parameters`: int(partial_rotary_factor * head_dim // 2).
-        "proportional" => {
+        RopeType::Proportional => {
             let p = r.partial_rotary_factor.unwrap_or(1.0);
             if !(0.0..=1.0).contains(&p) {
                 return Err(ConfigError::Invalid(format!("partial_rotary_factor {p}")));
             }
             ((p * head_dim as f64) / 2.0).floor() as usize
         }
-        other => return Err(ConfigError::Unsupported(format!("rope_type `{other}`"))),
     };
-    let factor = if r.rope_type == "default" {
+    let factor = if r.rope_type == RopeType::Default {
         1.0
     } else {
         factor
