@@ -429,6 +429,26 @@ impl TensorStore {
         }
     }
 
+    /// A natively quantized matrix as the packed CPU kernels take it, without requantizing:
+    /// `Some` for a GGUF `Q8_0` ([`hark_kernels::Format::Q8`]), `Q4_0`/`Q4_1`/`Q4_K` and a
+    /// GPTQ/AutoRound weight ([`hark_kernels::Format::Q4`]); `None` for a tensor stored as
+    /// floats, or whose encoding has no 32-weight block form (activation-ordered GPTQ), which
+    /// the caller then reads through [`Self::f32`]/[`Self::f16`] as usual. Marks the tensor
+    /// used. `name` is the Hugging Face name (`….weight`); the matrix is `[out, in]`.
+    pub fn packed(&self, name: &str) -> Result<Option<hark_kernels::PackedMatrix>, LoadError> {
+        let Some((rows, cols, blocks)) = self.native_blocks(name)? else {
+            return Ok(None);
+        };
+        let packed = match blocks {
+            PackedBlocks::Q8(b) => hark_kernels::PackedMatrix::from_q8_blocks(rows, cols, b),
+            PackedBlocks::Q4(b) => hark_kernels::PackedMatrix::from_q4_blocks(rows, cols, b),
+        };
+        packed.map(Some).map_err(|e| LoadError::Quantized {
+            path: PathBuf::from(&self.shards[self.tensors[name].shard].label),
+            detail: format!("{name}: {e}"),
+        })
+    }
+
     /// The whole tensor as f32.
     pub fn f32(&self, name: &str) -> Result<Vec<f32>, LoadError> {
         let info = self.info(name)?;

@@ -15,16 +15,14 @@
 //!   `w[c][i] = scale[g][c] · (q − zero[g][c])` where the stored zero is `zero − 1` in the
 //!   original GPTQ ("v1") convention and `zero` itself in gptqmodel's "v2" one.
 //!
-//! For the packed CPU kernels every format maps onto two block shapes of 32 weights along a
-//! row ([`Q8Blocks`] and [`Q4Blocks`], the `hark-kernels` `BlockQ8`/`BlockQ4` layouts):
+//! For the packed CPU kernels every format maps onto the two block shapes of 32 weights along
+//! a row that `hark-kernels` multiplies ([`BlockQ8`], ggml `Q8_0`, and [`BlockQ4`], ggml `Q4_1`):
 //! `Q8_0` is one already; `Q4_0`, `Q4_1` and symmetric GPTQ with f16 scales convert without
 //! loss; `Q4_K` becomes one `Q4` block per sub-block with `d = f16(d·sc)`, `m = f16(−dmin·m)`,
 //! which rounds the two products to f16 (relative error ≤ 2⁻¹¹ of each).
 
 use half::{bf16, f16};
-
-/// Weights per block of the packed CPU formats.
-pub const QK: usize = 32;
+pub use hark_kernels::{BlockQ4, BlockQ8, QK};
 /// Weights per `Q4_K` super-block.
 pub const QK_K: usize = 256;
 
@@ -251,46 +249,28 @@ pub fn dequantize(t: GgmlType, raw: &[u8], out: &mut [f32]) {
     }
 }
 
-/// 32 weights `w = d · q` (ggml `block_q8_0`; `hark_kernels::BlockQ8`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Q8Block {
-    pub d: f16,
-    pub qs: [i8; QK],
-}
-
-/// 32 weights `w = d · q + m`, `q ∈ 0..16`: `q[i] = qs[i] & 15` for `i < 16`, `qs[i − 16] >> 4`
-/// for `i ≥ 16` (ggml `block_q4_1`; `hark_kernels::BlockQ4`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Q4Block {
-    pub d: f16,
-    pub m: f16,
-    pub qs: [u8; QK / 2],
-}
-
-impl Q4Block {
-    pub fn dequantize(&self, out: &mut [f32]) {
-        let (d, m) = (self.d.to_f32(), self.m.to_f32());
-        for l in 0..QK / 2 {
-            out[l] = d * (self.qs[l] & 15) as f32 + m;
-            out[l + QK / 2] = d * (self.qs[l] >> 4) as f32 + m;
-        }
+/// The 32 weights of a [`BlockQ8`] as f32.
+pub fn dequantize_q8(b: &BlockQ8, out: &mut [f32]) {
+    let d = b.d.to_f32();
+    for (o, &q) in out.iter_mut().zip(&b.qs) {
+        *o = d * q as f32;
     }
 }
 
-impl Q8Block {
-    pub fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for (o, &q) in out.iter_mut().zip(&self.qs) {
-            *o = d * q as f32;
-        }
+/// The 32 weights of a [`BlockQ4`] as f32.
+pub fn dequantize_q4(b: &BlockQ4, out: &mut [f32]) {
+    let (d, m) = (b.d.to_f32(), b.m.to_f32());
+    for l in 0..QK / 2 {
+        out[l] = d * (b.qs[l] & 15) as f32 + m;
+        out[l + QK / 2] = d * (b.qs[l] >> 4) as f32 + m;
     }
 }
 
 /// A weight matrix `[rows, cols]` as packed 32-weight blocks, row-major, `cols / 32` per row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PackedBlocks {
-    Q8(Vec<Q8Block>),
-    Q4(Vec<Q4Block>),
+    Q8(Vec<BlockQ8>),
+    Q4(Vec<BlockQ4>),
 }
 
 /// Why blocks could not be repacked.
@@ -323,7 +303,7 @@ pub fn repack_ggml(t: GgmlType, raw: &[u8]) -> Result<PackedBlocks, RepackError>
                     for (q, &v) in qs.iter_mut().zip(&b[2..]) {
                         *q = v as i8;
                     }
-                    Q8Block {
+                    BlockQ8 {
                         d: f16::from_le_bytes([b[0], b[1]]),
                         qs,
                     }
@@ -334,7 +314,7 @@ pub fn repack_ggml(t: GgmlType, raw: &[u8]) -> Result<PackedBlocks, RepackError>
             .chunks_exact(bb)
             .map(|b| {
                 let d = f16::from_le_bytes([b[0], b[1]]);
-                Ok(Q4Block {
+                Ok(BlockQ4 {
                     d,
                     // −8·d is exact in f16 unless it overflows.
                     m: to_f16(-8.0 * d.to_f32(), "Q4_0")?,
@@ -345,7 +325,7 @@ pub fn repack_ggml(t: GgmlType, raw: &[u8]) -> Result<PackedBlocks, RepackError>
             .map(PackedBlocks::Q4),
         GgmlType::Q4_1 => Ok(PackedBlocks::Q4(
             raw.chunks_exact(bb)
-                .map(|b| Q4Block {
+                .map(|b| BlockQ4 {
                     d: f16::from_le_bytes([b[0], b[1]]),
                     m: f16::from_le_bytes([b[2], b[3]]),
                     qs: b[4..].try_into().expect("16 bytes"),
@@ -368,7 +348,7 @@ pub fn repack_ggml(t: GgmlType, raw: &[u8]) -> Result<PackedBlocks, RepackError>
                         let hi = (src[l + QK / 2] >> shift) & 15;
                         *p = lo | (hi << 4);
                     }
-                    out.push(Q4Block {
+                    out.push(BlockQ4 {
                         d: to_f16(d * sc as f32, "Q4_K")?,
                         m: to_f16(-(dmin * m as f32), "Q4_K")?,
                         qs: packed,
@@ -512,7 +492,7 @@ impl Gptq4<'_> {
                     let hi = self.q(r, b * QK + l + QK / 2) as u8;
                     *p = lo | (hi << 4);
                 }
-                out.push(Q4Block {
+                out.push(BlockQ4 {
                     d: to_f16(s, "GPTQ")?,
                     m: to_f16(-s * z as f32, "GPTQ")?,
                     qs,
@@ -673,11 +653,11 @@ mod tests {
         let mut tmp = [0f32; QK];
         match p {
             PackedBlocks::Q8(b) => b.iter().for_each(|b| {
-                b.dequantize(&mut tmp);
+                dequantize_q8(b, &mut tmp);
                 out.extend_from_slice(&tmp)
             }),
             PackedBlocks::Q4(b) => b.iter().for_each(|b| {
-                b.dequantize(&mut tmp);
+                dequantize_q4(b, &mut tmp);
                 out.extend_from_slice(&tmp)
             }),
         }

@@ -17,7 +17,7 @@ use burn::backend::Flex;
 use hark_model::checkpoint::{StoredFormat, TensorStore};
 use hark_model::gguf::GgufProblem;
 use hark_model::model::DumpTensors;
-use hark_model::quant::{GgmlType, PackedBlocks, QK};
+use hark_model::quant::GgmlType;
 use hark_model::{Checkpoint, LoadError, SpeechModel, Task, WeightDtype};
 use safetensors::SafeTensors;
 
@@ -271,51 +271,46 @@ fn gptq_matches_transformers() {
     }
 }
 
-/// Every quantized matrix: the 32-weight blocks handed to the packed kernels against the
-/// exact dequantization. Lossless for Q8_0, Q4_0 and symmetric GPTQ; Q4_K within the f16
-/// rounding of its two per-sub-block products, `d·sc` (whose 15 steps span the sub-block's
-/// range, ≤ 2·max|w|) and `dmin·m` (≤ max|w|): |Δ| ≤ 3·2⁻¹¹·max|w| per row (measured and
-/// printed).
+/// Every quantized matrix as the packed kernels get it (`TensorStore::packed`), against the
+/// exact dequantization: the weights (lossless for Q8_0, Q4_0 and symmetric GPTQ; Q4_K within
+/// the f16 rounding of its two per-sub-block products, `d·sc`, whose 15 steps span the
+/// sub-block's range ≤ 2·max|w|, and `dmin·m` ≤ max|w|: |Δ| ≤ 3·2⁻¹¹·max|w| per row), and
+/// `y = x·Wᵀ` through `PackedMatrix::matmul` for a decode-sized (n = 1, int8 activations) and
+/// a prefill-sized (n = 8, dequantized tiles) batch against an f64 product with the exact
+/// weights: cosine ≥ 0.9999 and max |Δ| ≤ 2e-2 × max |y| (n = 1), ≤ 1e-4 (n = 8; 2e-3 for
+/// Q4_K, whose repacked scales carry the f16 rounding).
 #[test]
-fn native_blocks_against_the_exact_dequantization() {
+fn packed_matrices_against_the_exact_dequantization() {
     for dir in ["quant-gguf", "quant-gptq"] {
         let ckpt = Checkpoint::open(&model_dir(dir)).unwrap();
         let store = &ckpt.tensors;
         let mut names: Vec<&str> = store.names().collect();
         names.sort();
-        let mut worst_q4k = 0f64;
+        let (mut worst_q4k, mut worst_mm) = (0f64, [0f64; 2]);
         let mut checked = 0;
         for name in names {
             let format = store.format(name).unwrap();
-            let Some((rows, cols, blocks)) = store.native_blocks(name).unwrap() else {
+            let Some(packed) = store.packed(name).unwrap() else {
                 assert!(
                     matches!(format, StoredFormat::Float(_)),
                     "{name}: {format:?} has no blocks"
                 );
                 continue;
             };
+            let (rows, cols) = (packed.rows(), packed.cols());
             assert_eq!(store.shape(name).unwrap(), [rows, cols]);
+            let want_format = match format {
+                StoredFormat::Ggml(GgmlType::Q8_0) => hark_kernels::Format::Q8,
+                _ => hark_kernels::Format::Q4,
+            };
+            assert_eq!(packed.format(), want_format, "{name}");
             let exact = store.f32(name).unwrap();
-            let mut got = vec![0f32; rows * cols];
-            match &blocks {
-                PackedBlocks::Q8(b) => {
-                    assert_eq!(b.len(), rows * cols / QK);
-                    for (blk, out) in b.iter().zip(got.chunks_exact_mut(QK)) {
-                        blk.dequantize(out);
-                    }
-                }
-                PackedBlocks::Q4(b) => {
-                    assert_eq!(b.len(), rows * cols / QK);
-                    for (blk, out) in b.iter().zip(got.chunks_exact_mut(QK)) {
-                        blk.dequantize(out);
-                    }
-                }
-            }
-            if format == StoredFormat::Ggml(GgmlType::Q4K) {
-                // Per row: |Δ| ≤ 3·2⁻¹¹·max|w| (see above).
-                for (r, (g, w)) in got.chunks(cols).zip(exact.chunks(cols)).enumerate() {
+            let mut row = vec![0f32; cols];
+            for (r, w) in exact.chunks(cols).enumerate() {
+                packed.row_f32(r, &mut row);
+                if format == StoredFormat::Ggml(GgmlType::Q4K) {
                     let scale = w.iter().fold(0f32, |a, x| a.max(x.abs())) as f64;
-                    for (a, b) in g.iter().zip(w) {
+                    for (a, b) in row.iter().zip(w) {
                         let d = (a - b).abs() as f64;
                         assert!(
                             d <= 3.0 * 2f64.powi(-11) * scale + 1e-9,
@@ -323,15 +318,55 @@ fn native_blocks_against_the_exact_dequantization() {
                         );
                         worst_q4k = worst_q4k.max(d / scale);
                     }
+                } else {
+                    assert_eq!(row, w, "{name} ({format:?}) row {r} repacks without loss");
                 }
-            } else {
-                assert_eq!(got, exact, "{name} ({format:?}) repacks without loss");
+            }
+            // Q4_K's repacked scales differ from the exact ones by ≤ 2⁻¹¹ (see above).
+            let q4k = format == StoredFormat::Ggml(GgmlType::Q4K);
+            let prefill_tol = if q4k { 2e-3 } else { 1e-4 };
+            for (k, (n, tol)) in [(1usize, 2e-2), (8, prefill_tol)].into_iter().enumerate() {
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| (i * 2654435761usize % 1000) as f32 / 500.0 - 1.0)
+                    .collect();
+                let mut y = vec![0f32; n * rows];
+                packed.matmul(&x, n, &mut y);
+                let mut want = vec![0f32; n * rows];
+                for j in 0..n {
+                    for r in 0..rows {
+                        let w = &exact[r * cols..(r + 1) * cols];
+                        let xj = &x[j * cols..(j + 1) * cols];
+                        want[j * rows + r] = w
+                            .iter()
+                            .zip(xj)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum::<f64>() as f32;
+                    }
+                }
+                let (mut dot, mut gg, mut ww, mut max_d, mut max_w) =
+                    (0f64, 0f64, 0f64, 0f64, 0f64);
+                for (&a, &b) in y.iter().zip(&want) {
+                    let (a, b) = (a as f64, b as f64);
+                    dot += a * b;
+                    gg += a * a;
+                    ww += b * b;
+                    max_d = max_d.max((a - b).abs());
+                    max_w = max_w.max(b.abs());
+                }
+                let (cos, rel) = (dot / (gg.sqrt() * ww.sqrt()), max_d / max_w);
+                assert!(
+                    cos >= 0.9999 && rel <= tol,
+                    "{name} n={n}: cosine {cos}, max |Δ| {rel} of max"
+                );
+                worst_mm[k] = worst_mm[k].max(rel);
             }
             checked += 1;
         }
         assert!(checked >= 20, "{dir}: {checked} quantized matrices");
         eprintln!(
-            "{dir}: {checked} matrices as blocks; Q4_K→Q4 worst |Δ| {worst_q4k:.2e} of the row's max |w|"
+            "{dir}: {checked} packed matrices; Q4_K→Q4 worst |Δ| {worst_q4k:.2e} of the row's max |w|; \
+             matmul worst max |Δ| {:.1e} (n = 1), {:.1e} (n = 8) of max |y|",
+            worst_mm[0], worst_mm[1]
         );
     }
 }
