@@ -819,8 +819,11 @@ pub fn check_against_config(
     Ok(())
 }
 
-/// Check a `tokenizer.json` vocabulary against the GGUF's `tokenizer.ggml.tokens`: the same
-/// size and the same string at every id. `Err` describes the first difference.
+/// Check a `tokenizer.json` vocabulary against the GGUF's `tokenizer.ggml.tokens`: every
+/// token the GGUF lists must have the same string at the same id in the tokenizer. (CrispASR
+/// writes the `model.vocab` of tokenizer.json, leaving ids it lacks as empty strings, so the
+/// tokenizer may have more tokens — its added tokens — but not fewer.) `Err` describes the
+/// first difference.
 pub fn check_token_list(
     file: &GgufFile,
     vocab_len: usize,
@@ -829,14 +832,17 @@ pub fn check_token_list(
     let Some(Value::Array(tokens)) = file.get("tokenizer.ggml.tokens") else {
         return Ok(());
     };
-    if tokens.len() != vocab_len {
+    if tokens.len() > vocab_len {
         return Err(format!(
-            "the GGUF lists {} tokens, tokenizer.json has {vocab_len}",
+            "the GGUF lists {} tokens, tokenizer.json only {vocab_len}",
             tokens.len()
         ));
     }
     for (id, t) in tokens.iter().enumerate() {
         let want = t.as_str().unwrap_or_default();
+        if want.is_empty() {
+            continue;
+        }
         let have = token(id as u32);
         if have.as_deref() != Some(want) {
             return Err(format!(
