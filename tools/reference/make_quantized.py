@@ -10,11 +10,12 @@ tile the decoder's rows) is written twice, in the layouts the quantized E2B rele
   models/quant-gguf/model.gguf      CrispASR's `gemma4e2b` GGUF layout (tensor names, metadata
                                     keys, token list, mel resources as its converter writes
                                     them); tensor types as crispasr-quantize would leave them,
-                                    mixed so one file holds every type Hark reads: Q8_0 (audio
+                                    mixed so one file holds the types Hark reads: Q8_0 (audio
                                     layer 0, decoder layers 0 and 2, token embedding), Q4_K
-                                    (decoder layers 1 and 3, per-layer embeddings and
-                                    projection) with crispasr-quantize's Q4_0 fallback where a
-                                    row is not a multiple of 256, F16 (convolutions, the
+                                    (decoder layer 1, the per-layer model projection) with
+                                    crispasr-quantize's Q4_0 fallback where a row is not a
+                                    multiple of 256 (audio layer 1, the per-layer-embedding
+                                    table, narrow projections), F16 (convolutions, the
                                     subsampler projection), BF16 (the audio embedding
                                     projection), F32 (vectors and scalars).
   models/quant-gguf/tokenizer.json  the tokenizer (a GGUF has only the token strings)
@@ -33,7 +34,8 @@ tile the decoder's rows) is written twice, in the layouts the quantized E2B rele
 Dequantization references: GGUF blocks through gguf-py's `gguf.quants.dequantize` (Q4_K is
 quantized here, following ggml's block layout, since gguf-py only dequantizes it); the GPTQ
 packing is checked against auto-round's own `QuantLinear` (qlinear_torch_zp, the class its
-auto_gptq export packs with) when auto-round is installed.
+auto_gptq export packs with) when auto-round is installed (auto-round 0.16.1 imports with
+`pip install --no-deps auto-round==0.16.1 py-cpuinfo psutil accelerate datasets`).
 """
 
 from __future__ import annotations
