@@ -15,71 +15,18 @@ use burn::tensor::{
 
 use crate::config::AudioConfig;
 use crate::error::LoadError;
-use crate::nn::{ClippableLinear, Linear, Loader, RmsNorm, activate, clamp_finite, softcap};
+use crate::nn::{self, ClippableLinear, Linear, Loader, RmsNorm, activate, clamp_finite, softcap};
 
 const TOWER: &str = "model.audio_tower";
 
-/// Names and shapes of every audio tensor the checkpoint must hold.
+/// Names and shapes of every audio tensor the checkpoint must hold: what
+/// [`AudioEncoder::load`] reads.
 pub fn expected_tensors(
     c: &AudioConfig,
     n_mels: usize,
     text_hidden: usize,
 ) -> Vec<(String, Vec<usize>)> {
-    let mut v = Vec::new();
-    let mut push = |name: String, shape: Vec<usize>| v.push((name, shape));
-    let [c0, c1] = c.conv_channels;
-    let sub = format!("{TOWER}.subsample_conv_projection");
-    push(format!("{sub}.layer0.conv.weight"), vec![c0, 1, 3, 3]);
-    push(format!("{sub}.layer0.norm.weight"), vec![c0]);
-    push(format!("{sub}.layer1.conv.weight"), vec![c1, c0, 3, 3]);
-    push(format!("{sub}.layer1.norm.weight"), vec![c1]);
-    push(
-        format!("{sub}.input_proj_linear.weight"),
-        vec![c.hidden_size, subsampled_freqs(n_mels) * c1],
-    );
-    let d = c.hidden_size;
-    for i in 0..c.num_layers {
-        let p = format!("{TOWER}.layers.{i}");
-        let mut clippable = |name: String, out: usize, inp: usize| {
-            push(format!("{name}.linear.weight"), vec![out, inp]);
-            if c.use_clipped_linears {
-                for b in ["input_min", "input_max", "output_min", "output_max"] {
-                    push(format!("{name}.{b}"), vec![]);
-                }
-            }
-        };
-        for ff in ["feed_forward1", "feed_forward2"] {
-            clippable(format!("{p}.{ff}.ffw_layer_1"), 4 * d, d);
-            clippable(format!("{p}.{ff}.ffw_layer_2"), d, 4 * d);
-        }
-        for proj in ["q_proj", "k_proj", "v_proj", "post"] {
-            clippable(format!("{p}.self_attn.{proj}"), d, d);
-        }
-        clippable(format!("{p}.lconv1d.linear_start"), 2 * d, d);
-        clippable(format!("{p}.lconv1d.linear_end"), d, d);
-        for ff in ["feed_forward1", "feed_forward2"] {
-            push(format!("{p}.{ff}.pre_layer_norm.weight"), vec![d]);
-            push(format!("{p}.{ff}.post_layer_norm.weight"), vec![d]);
-        }
-        push(format!("{p}.self_attn.relative_k_proj.weight"), vec![d, d]);
-        push(format!("{p}.self_attn.per_dim_scale"), vec![c.head_dim]);
-        push(
-            format!("{p}.lconv1d.depthwise_conv1d.weight"),
-            vec![d, 1, c.conv_kernel_size],
-        );
-        push(format!("{p}.lconv1d.pre_layer_norm.weight"), vec![d]);
-        push(format!("{p}.lconv1d.conv_norm.weight"), vec![d]);
-        for n in ["norm_pre_attn", "norm_post_attn", "norm_out"] {
-            push(format!("{p}.{n}.weight"), vec![d]);
-        }
-    }
-    push(format!("{TOWER}.output_proj.weight"), vec![c.output_dim, d]);
-    push(format!("{TOWER}.output_proj.bias"), vec![c.output_dim]);
-    push(
-        "model.embed_audio.embedding_projection.weight".into(),
-        vec![text_hidden, c.output_dim],
-    );
-    v
+    nn::record(|l| AudioEncoder::load(l, c, n_mels, text_hidden))
 }
 
 /// Frequency bins after the two stride-2 convs (kernel 3, padding 1).
@@ -105,6 +52,14 @@ struct ConvBlock<B: Backend> {
 }
 
 impl<B: Backend> ConvBlock<B> {
+    fn load(l: &Loader<B>, c_out: usize, c_in: usize, eps: f64) -> Result<Self, LoadError> {
+        Ok(Self {
+            weight: l.f32("conv.weight", [c_out, c_in, 3, 3])?,
+            norm: l.f32("norm.weight", [c_out])?,
+            eps,
+        })
+    }
+
     /// `x`: `[1, c_in, 2n + 1, f]`, time already holding its one row of left context and no
     /// padding; frequency is zero-padded here. Returns `[1, c_out, n, ceil(f / 2)]`.
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -130,6 +85,19 @@ struct Subsampler<B: Backend> {
     layer1: ConvBlock<B>,
     input_proj: Linear<B>,
     n_mels: usize,
+}
+
+impl<B: Backend> Subsampler<B> {
+    fn load(l: &Loader<B>, c: &AudioConfig, n_mels: usize) -> Result<Self, LoadError> {
+        let [c0, c1] = c.conv_channels;
+        let flat = subsampled_freqs(n_mels) * c1;
+        Ok(Self {
+            layer0: ConvBlock::load(&l.pp("layer0"), c0, 1, c.rms_norm_eps)?,
+            layer1: ConvBlock::load(&l.pp("layer1"), c1, c0, c.rms_norm_eps)?,
+            input_proj: Linear::load(l, "input_proj_linear", c.hidden_size, flat, false)?,
+            n_mels,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,45 +228,19 @@ impl<B: Backend> AudioEncoder<B> {
         n_mels: usize,
         text_hidden: usize,
     ) -> Result<Self, LoadError> {
-        let sub_p = format!("{TOWER}.subsample_conv_projection");
-        let [c0, c1] = c.conv_channels;
-        let block = |name: &str, cout: usize, cin: usize| -> Result<ConvBlock<B>, LoadError> {
-            Ok(ConvBlock {
-                weight: l.f32(&format!("{sub_p}.{name}.conv.weight"), [cout, cin, 3, 3])?,
-                norm: l.f32(&format!("{sub_p}.{name}.norm.weight"), [cout])?,
-                eps: c.rms_norm_eps,
-            })
-        };
-        let sub = Subsampler {
-            layer0: block("layer0", c0, 1)?,
-            layer1: block("layer1", c1, c0)?,
-            input_proj: Linear::load(
-                l,
-                &format!("{sub_p}.input_proj_linear"),
-                c.hidden_size,
-                subsampled_freqs(n_mels) * c1,
-                false,
-            )?,
-            n_mels,
-        };
+        let tower = l.pp(TOWER);
         let layers = (0..c.num_layers)
-            .map(|i| load_layer(l, c, i))
+            .map(|i| ConformerLayer::load(&tower.pp(format!("layers.{i}")), c))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             cfg: c.clone(),
-            sub,
+            sub: Subsampler::load(&tower.pp("subsample_conv_projection"), c, n_mels)?,
             layers,
-            output_proj: Linear::load(
-                l,
-                &format!("{TOWER}.output_proj"),
-                c.output_dim,
-                c.hidden_size,
-                true,
-            )?,
+            output_proj: Linear::load(&tower, "output_proj", c.output_dim, c.hidden_size, true)?,
             embed_norm: RmsNorm::without_weight(c.rms_norm_eps),
             embed_proj: Linear::load(
-                l,
-                "model.embed_audio.embedding_projection",
+                &l.pp("model.embed_audio"),
+                "embedding_projection",
                 text_hidden,
                 c.output_dim,
                 false,
@@ -471,35 +413,71 @@ impl<B: Backend> AudioEncoder<B> {
     }
 }
 
-fn load_layer<B: Backend>(
-    l: &Loader<B>,
-    c: &AudioConfig,
-    i: usize,
-) -> Result<ConformerLayer<B>, LoadError> {
-    let p = format!("{TOWER}.layers.{i}");
-    let d = c.hidden_size;
-    let eps = c.rms_norm_eps;
-    let clip = c.use_clipped_linears;
-    let norm = |name: String| RmsNorm::load(l, &name, d, eps);
-    let ffw = |name: &str| -> Result<FeedForward<B>, LoadError> {
-        Ok(FeedForward {
-            pre_norm: norm(format!("{p}.{name}.pre_layer_norm"))?,
-            up: ClippableLinear::load(l, &format!("{p}.{name}.ffw_layer_1"), 4 * d, d, clip)?,
-            down: ClippableLinear::load(l, &format!("{p}.{name}.ffw_layer_2"), d, 4 * d, clip)?,
-            post_norm: norm(format!("{p}.{name}.post_layer_norm"))?,
+impl<B: Backend> ConformerLayer<B> {
+    fn load(l: &Loader<B>, c: &AudioConfig) -> Result<Self, LoadError> {
+        let norm = |name: &str| RmsNorm::load(l, name, c.hidden_size, c.rms_norm_eps);
+        Ok(Self {
+            ffw1: FeedForward::load(&l.pp("feed_forward1"), c)?,
+            norm_pre_attn: norm("norm_pre_attn")?,
+            attn: Attention::load(&l.pp("self_attn"), c)?,
+            norm_post_attn: norm("norm_post_attn")?,
+            lconv: LightConv::load(&l.pp("lconv1d"), c)?,
+            ffw2: FeedForward::load(&l.pp("feed_forward2"), c)?,
+            norm_out: norm("norm_out")?,
         })
-    };
-    // Query scale: head_dim^-½ / ln 2 · softplus(per_dim_scale).
-    let hd = c.head_dim;
-    let pds = l.host(&format!("{p}.self_attn.per_dim_scale"))?;
-    let base = (hd as f64).powf(-0.5) / std::f64::consts::LN_2;
-    let q_scale: Vec<f32> = pds
-        .iter()
-        .map(|&s| (base * (1.0 + (s as f64).exp()).ln()) as f32)
-        .collect();
-    let q_scale =
-        Tensor::<B, 1>::from_data(TensorData::new(q_scale, [hd]), &l.device).reshape([1, 1, hd]);
-    // Relative-position keys: relative_k_proj(sinusoid(position)) for position = offset + d.
+    }
+}
+
+impl<B: Backend> FeedForward<B> {
+    fn load(l: &Loader<B>, c: &AudioConfig) -> Result<Self, LoadError> {
+        let (d, clip) = (c.hidden_size, c.use_clipped_linears);
+        Ok(Self {
+            pre_norm: RmsNorm::load(l, "pre_layer_norm", d, c.rms_norm_eps)?,
+            up: ClippableLinear::load(l, "ffw_layer_1", 4 * d, d, clip)?,
+            down: ClippableLinear::load(l, "ffw_layer_2", d, 4 * d, clip)?,
+            post_norm: RmsNorm::load(l, "post_layer_norm", d, c.rms_norm_eps)?,
+        })
+    }
+}
+
+impl<B: Backend> Attention<B> {
+    fn load(l: &Loader<B>, c: &AudioConfig) -> Result<Self, LoadError> {
+        let (d, hd, clip) = (c.hidden_size, c.head_dim, c.use_clipped_linears);
+        // Query scale: head_dim^-½ / ln 2 · softplus(per_dim_scale).
+        let base = (hd as f64).powf(-0.5) / std::f64::consts::LN_2;
+        let q_scale: Vec<f32> = l
+            .host("per_dim_scale", &[hd])?
+            .iter()
+            .map(|&s| (base * (1.0 + (s as f64).exp()).ln()) as f32)
+            .collect();
+        let q_scale = Tensor::<B, 1>::from_data(TensorData::new(q_scale, [hd]), &l.device)
+            .reshape([1, 1, hd]);
+        let rel_proj = Linear::load(l, "relative_k_proj", d, d, false)?;
+        // Computed from the weights, so not while only recording names.
+        let rel_keys = if l.is_recording() {
+            Tensor::empty([0, 0, 0], &l.device)
+        } else {
+            relative_keys(c, &rel_proj, &l.device)
+        };
+        Ok(Self {
+            q: ClippableLinear::load(l, "q_proj", d, d, clip)?,
+            k: ClippableLinear::load(l, "k_proj", d, d, clip)?,
+            v: ClippableLinear::load(l, "v_proj", d, d, clip)?,
+            post: ClippableLinear::load(l, "post", d, d, clip)?,
+            q_scale,
+            rel_keys,
+        })
+    }
+}
+
+/// Relative-position keys, `[heads, head_dim, window]`: relative_k_proj(sinusoid(position))
+/// for position = offset + d.
+fn relative_keys<B: Backend>(
+    c: &AudioConfig,
+    rel_proj: &Linear<B>,
+    device: &B::Device,
+) -> Tensor<B, 3> {
+    let d = c.hidden_size;
     let window = c.max_past;
     let half = d / 2;
     let increment = (10_000f64).ln() / (half.max(2) - 1) as f64;
@@ -518,44 +496,32 @@ fn load_layer<B: Backend>(
             table[dist * d + half + j] = angle.cos() as f32;
         }
     }
-    let rel_proj = Linear::<B>::load(l, &format!("{p}.self_attn.relative_k_proj"), d, d, false)?;
-    let table = Tensor::<B, 2>::from_data(TensorData::new(table, [window, d]), &l.device);
+    let table = Tensor::<B, 2>::from_data(TensorData::new(table, [window, d]), device);
     let mask: Vec<f32> = valid.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
-    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [window, 1]), &l.device);
+    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [window, 1]), device);
     let rel = rel_proj.forward(table) * mask; // [window, d]
-    let rel_keys = rel.reshape([window, c.num_heads, hd]).permute([1, 2, 0]);
-    let attn = Attention {
-        q: ClippableLinear::load(l, &format!("{p}.self_attn.q_proj"), d, d, clip)?,
-        k: ClippableLinear::load(l, &format!("{p}.self_attn.k_proj"), d, d, clip)?,
-        v: ClippableLinear::load(l, &format!("{p}.self_attn.v_proj"), d, d, clip)?,
-        post: ClippableLinear::load(l, &format!("{p}.self_attn.post"), d, d, clip)?,
-        q_scale,
-        rel_keys,
-    };
-    let k = c.conv_kernel_size;
-    let w = l.host(&format!("{p}.lconv1d.depthwise_conv1d.weight"))?; // [d, 1, k]
-    let taps = (0..k)
-        .map(|j| {
-            let tap: Vec<f32> = (0..d).map(|ch| w[ch * k + j]).collect();
-            Tensor::<B, 2>::from_data(TensorData::new(tap, [1, d]), &l.device)
+    rel.reshape([window, c.num_heads, c.head_dim])
+        .permute([1, 2, 0])
+}
+
+impl<B: Backend> LightConv<B> {
+    fn load(l: &Loader<B>, c: &AudioConfig) -> Result<Self, LoadError> {
+        let (d, k, clip) = (c.hidden_size, c.conv_kernel_size, c.use_clipped_linears);
+        let w = l.host("depthwise_conv1d.weight", &[d, 1, k])?;
+        let taps = (0..k)
+            .map(|j| {
+                let tap: Vec<f32> = (0..d).map(|ch| w[ch * k + j]).collect();
+                Tensor::<B, 2>::from_data(TensorData::new(tap, [1, d]), &l.device)
+            })
+            .collect();
+        Ok(Self {
+            pre_norm: RmsNorm::load(l, "pre_layer_norm", d, c.rms_norm_eps)?,
+            start: ClippableLinear::load(l, "linear_start", 2 * d, d, clip)?,
+            taps,
+            conv_norm: RmsNorm::load(l, "conv_norm", d, c.rms_norm_eps)?,
+            end: ClippableLinear::load(l, "linear_end", d, d, clip)?,
         })
-        .collect();
-    let lconv = LightConv {
-        pre_norm: norm(format!("{p}.lconv1d.pre_layer_norm"))?,
-        start: ClippableLinear::load(l, &format!("{p}.lconv1d.linear_start"), 2 * d, d, clip)?,
-        taps,
-        conv_norm: norm(format!("{p}.lconv1d.conv_norm"))?,
-        end: ClippableLinear::load(l, &format!("{p}.lconv1d.linear_end"), d, d, clip)?,
-    };
-    Ok(ConformerLayer {
-        ffw1: ffw("feed_forward1")?,
-        norm_pre_attn: norm(format!("{p}.norm_pre_attn"))?,
-        attn,
-        norm_post_attn: norm(format!("{p}.norm_post_attn"))?,
-        lconv,
-        ffw2: ffw("feed_forward2")?,
-        norm_out: norm(format!("{p}.norm_out"))?,
-    })
+    }
 }
 
 impl<B: Backend> ConformerLayer<B> {

@@ -140,13 +140,9 @@ impl<B: Backend> SpeechModel<B> {
         } = ckpt;
         let store = Arc::new(tensors);
         let n_mels = config.features.feature_size;
-        let loader = Loader::<B> {
-            store: &store,
-            device: device.clone(),
-            weights,
-        };
+        let loader = Loader::<B>::new(&store, device.clone(), weights);
         let encoder = AudioEncoder::load(&loader, &config.audio, n_mels, config.text.hidden_size)?;
-        let decoder = TextDecoder::load(&loader, &store, &config.text, config.text_activation)?;
+        let decoder = TextDecoder::load(&loader, &config.text, config.text_activation)?;
         let mel = Arc::new(MelSpec::new(&config.features));
         Ok(Self {
             name,

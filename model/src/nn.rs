@@ -3,6 +3,9 @@
 //! Precision policy: matmul weights are held in [`WeightDtype`] (f32, or f16 to halve memory
 //! and bandwidth); everything else — activations, norms, residuals, softmax — stays f32.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use burn::tensor::{DType, Tensor, TensorData, activation, backend::Backend};
 
 use crate::checkpoint::TensorStore;
@@ -25,30 +28,139 @@ impl WeightDtype {
     }
 }
 
-/// Reads tensors of a checkpoint onto a device.
+/// Reads tensors of a checkpoint onto a device, within a scope (a name prefix, as candle's
+/// `VarBuilder`): `l.pp("self_attn").f32("q_norm.weight", ..)` reads
+/// `{scope}.self_attn.q_norm.weight`.
+///
+/// A loader made by [`record`] reads nothing: it notes the name and shape of every tensor a
+/// `load` asks it for and hands back empty values. The checkpoint check's list of expected
+/// tensors is that record, so each tensor name is written once, in the `load` of its block.
+#[derive(Clone)]
 pub struct Loader<'a, B: Backend> {
-    pub store: &'a TensorStore,
+    pub store: &'a Arc<TensorStore>,
     pub device: B::Device,
     pub weights: WeightDtype,
+    /// Full name of this scope; empty at the root.
+    prefix: String,
+    /// Recording mode: where the `(name, shape)` of every tensor asked for goes.
+    recorder: Option<&'a Recorder>,
 }
 
-impl<B: Backend> Loader<'_, B> {
-    /// An f32 tensor of the given rank (norm weights, biases, scalars).
+type Recorder = RefCell<Vec<(String, Vec<usize>)>>;
+
+/// The backend of a recording loader's empty values (any compiled backend: nothing runs on it).
+#[cfg(feature = "flex")]
+pub(crate) type RecordBackend = burn::backend::Flex;
+#[cfg(all(feature = "ndarray", not(feature = "flex")))]
+pub(crate) type RecordBackend = burn::backend::NdArray;
+#[cfg(all(feature = "cuda", not(any(feature = "flex", feature = "ndarray"))))]
+pub(crate) type RecordBackend = burn::backend::Cuda;
+
+/// Names and shapes of every tensor `load` reads, in order, found by running it on a recording
+/// loader. `load` gets empty tensors (and zeros for host buffers and scalars), so anything it
+/// computes from them must be skipped when [`Loader::is_recording`].
+pub(crate) fn record<T>(
+    load: impl FnOnce(&Loader<'_, RecordBackend>) -> Result<T, LoadError>,
+) -> Vec<(String, Vec<usize>)> {
+    // A valid safetensors buffer holding no tensors: the store a recording loader never reads.
+    const NO_TENSORS: &[u8] = b"\x08\0\0\0\0\0\0\0{}      ";
+    let store = Arc::new(
+        TensorStore::from_static("<recording>", NO_TENSORS).expect("an empty safetensors buffer"),
+    );
+    let recorder = Recorder::default();
+    let loader = Loader {
+        store: &store,
+        device: Default::default(),
+        weights: WeightDtype::F32,
+        prefix: String::new(),
+        recorder: Some(&recorder),
+    };
+    load(&loader).expect("a recording loader reads nothing, so loading cannot fail");
+    drop(loader);
+    recorder.into_inner()
+}
+
+impl<'a, B: Backend> Loader<'a, B> {
+    /// A loader at the root scope.
+    pub fn new(store: &'a Arc<TensorStore>, device: B::Device, weights: WeightDtype) -> Self {
+        Self {
+            store,
+            device,
+            weights,
+            prefix: String::new(),
+            recorder: None,
+        }
+    }
+
+    /// The scope `name` below this one (`name` may hold dots: `l.pp("layers.3")`).
+    pub fn pp(&self, name: impl std::fmt::Display) -> Self {
+        let mut scoped = self.clone();
+        scoped.prefix = self.name(&name.to_string());
+        scoped
+    }
+
+    /// The full name of `name` in this scope.
+    pub fn name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// Whether this loader only records names (see [`record`]).
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    /// In recording mode: note the tensor and return true (the caller returns an empty value
+    /// instead of reading).
+    fn recorded(&self, name: &str, shape: &[usize]) -> bool {
+        match self.recorder {
+            Some(r) => {
+                r.borrow_mut().push((name.to_string(), shape.to_vec()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn empty<const D: usize>(&self) -> Tensor<B, D> {
+        Tensor::empty([0; D], &self.device)
+    }
+
+    /// An f32 tensor of the given rank (norm weights, biases, conv kernels).
     pub fn f32<const D: usize>(
         &self,
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<B, D>, LoadError> {
-        let data = self.store.f32(name)?;
+        let name = self.name(name);
+        if self.recorded(&name, &shape) {
+            return Ok(self.empty());
+        }
+        self.read_f32(&name, shape)
+    }
+
+    fn read_f32<const D: usize>(
+        &self,
+        full_name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<B, D>, LoadError> {
+        let data = self.store.f32(full_name)?;
         Ok(Tensor::from_data(
             TensorData::new(data, shape),
             &self.device,
         ))
     }
 
-    /// A scalar buffer (0-d or one element).
+    /// A scalar, checked for as a 0-d tensor (a one-element buffer is accepted too).
     pub fn scalar(&self, name: &str) -> Result<f32, LoadError> {
-        let data = self.store.f32(name)?;
+        let name = self.name(name);
+        if self.recorded(&name, &[]) {
+            return Ok(0.0);
+        }
+        let data = self.store.f32(&name)?;
         data.first()
             .copied()
             .ok_or_else(|| LoadError::Other(format!("{name} is empty")))
@@ -56,10 +168,14 @@ impl<B: Backend> Loader<'_, B> {
 
     /// A matmul weight `[out, in]` in the configured precision.
     pub fn matrix(&self, name: &str, out: usize, inp: usize) -> Result<Tensor<B, 2>, LoadError> {
+        let name = self.name(name);
+        if self.recorded(&name, &[out, inp]) {
+            return Ok(self.empty());
+        }
         match self.weights {
-            WeightDtype::F32 => self.f32(name, [out, inp]),
+            WeightDtype::F32 => self.read_f32(&name, [out, inp]),
             WeightDtype::F16 => {
-                let data = self.store.f16(name)?;
+                let data = self.store.f16(&name)?;
                 Ok(Tensor::from_data(
                     TensorData::new(data, [out, inp]),
                     (&self.device, DType::F16),
@@ -68,9 +184,23 @@ impl<B: Backend> Loader<'_, B> {
         }
     }
 
-    /// A host-side f32 vector.
-    pub fn host(&self, name: &str) -> Result<Vec<f32>, LoadError> {
-        self.store.f32(name)
+    /// A host-side f32 buffer of `shape`, row-major (zeros when recording).
+    pub fn host(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+        let name = self.name(name);
+        if self.recorded(&name, shape) {
+            return Ok(vec![0.0; shape.iter().product()]);
+        }
+        self.store.f32(&name)
+    }
+
+    /// A table that is only gathered from, row by row, and never loaded whole (see
+    /// [`TensorStore::row_f32`]): marked as used; returns its full name.
+    pub fn gathered(&self, name: &str, shape: &[usize]) -> String {
+        let name = self.name(name);
+        if !self.recorded(&name, shape) {
+            self.store.mark_used(&name);
+        }
+        name
     }
 }
 

@@ -6,6 +6,7 @@
 //! that reuse another layer's K/V (KV sharing) write nothing, so positions whose logits are not
 //! needed only run the cache-owning layers (spec §3.6).
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use burn::tensor::{Bool, Int, Tensor, TensorData, activation, backend::Backend};
@@ -13,75 +14,14 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, activation, backend::Backend};
 use crate::checkpoint::TensorStore;
 use crate::config::{Activation, KvSource, LayerKind, LayerSpec, RopeSpec, TextConfig};
 use crate::error::LoadError;
-use crate::nn::{Linear, Loader, RmsNorm, activate, softcap};
+use crate::nn::{self, Linear, Loader, RmsNorm, activate, softcap};
 
 const LM: &str = "model.language_model";
 
-/// Names and shapes of every text tensor the checkpoint must hold.
+/// Names and shapes of every text tensor the checkpoint must hold: what
+/// [`TextDecoder::load`] reads (the activation does not change what it reads).
 pub fn expected_tensors(c: &TextConfig) -> Vec<(String, Vec<usize>)> {
-    let mut v = Vec::new();
-    let h = c.hidden_size;
-    v.push((format!("{LM}.embed_tokens.weight"), vec![c.vocab_size, h]));
-    if !c.tie_word_embeddings {
-        v.push(("lm_head.weight".into(), vec![c.vocab_size, h]));
-    }
-    v.push((format!("{LM}.norm.weight"), vec![h]));
-    let ple = c.ple_dim;
-    let n = c.num_layers();
-    if ple > 0 {
-        v.push((
-            format!("{LM}.embed_tokens_per_layer.weight"),
-            vec![c.ple_vocab_size, n * ple],
-        ));
-        v.push((
-            format!("{LM}.per_layer_model_projection.weight"),
-            vec![n * ple, h],
-        ));
-        v.push((format!("{LM}.per_layer_projection_norm.weight"), vec![ple]));
-    }
-    for (i, l) in c.layers.iter().enumerate() {
-        let p = format!("{LM}.layers.{i}");
-        let (nh, hd, kvh) = (c.num_heads, l.head_dim, l.num_kv_heads);
-        v.push((format!("{p}.self_attn.q_proj.weight"), vec![nh * hd, h]));
-        v.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
-        v.push((format!("{p}.self_attn.o_proj.weight"), vec![h, nh * hd]));
-        if c.attention_bias {
-            v.push((format!("{p}.self_attn.q_proj.bias"), vec![nh * hd]));
-            v.push((format!("{p}.self_attn.o_proj.bias"), vec![h]));
-        }
-        if l.kv_source == KvSource::Own {
-            v.push((format!("{p}.self_attn.k_proj.weight"), vec![kvh * hd, h]));
-            v.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
-            if c.attention_bias {
-                v.push((format!("{p}.self_attn.k_proj.bias"), vec![kvh * hd]));
-            }
-            if !l.k_eq_v {
-                v.push((format!("{p}.self_attn.v_proj.weight"), vec![kvh * hd, h]));
-                if c.attention_bias {
-                    v.push((format!("{p}.self_attn.v_proj.bias"), vec![kvh * hd]));
-                }
-            }
-        }
-        let im = l.intermediate_size;
-        v.push((format!("{p}.mlp.gate_proj.weight"), vec![im, h]));
-        v.push((format!("{p}.mlp.up_proj.weight"), vec![im, h]));
-        v.push((format!("{p}.mlp.down_proj.weight"), vec![h, im]));
-        for norm in [
-            "input_layernorm",
-            "post_attention_layernorm",
-            "pre_feedforward_layernorm",
-            "post_feedforward_layernorm",
-        ] {
-            v.push((format!("{p}.{norm}.weight"), vec![h]));
-        }
-        v.push((format!("{p}.layer_scalar"), vec![1]));
-        if ple > 0 {
-            v.push((format!("{p}.per_layer_input_gate.weight"), vec![ple, h]));
-            v.push((format!("{p}.per_layer_projection.weight"), vec![h, ple]));
-            v.push((format!("{p}.post_per_layer_input_norm.weight"), vec![h]));
-        }
-    }
-    v
+    nn::record(|l| TextDecoder::load(l, c, Activation::Silu))
 }
 
 /// Stored tensors the text model may carry but never uses (HF ignores them too).
@@ -201,15 +141,55 @@ impl<B: Backend> DecoderCache<B> {
 // Layers
 // ---------------------------------------------------------------------------------------------
 
+/// Where a layer's keys and values come from.
+#[derive(Debug, Clone)]
+enum Kv<B: Backend> {
+    /// The layer projects and caches its own; `v` is `None` when the values are the key
+    /// projection (`attention_k_eq_v`).
+    Own {
+        k: Linear<B>,
+        k_norm: RmsNorm<B>,
+        v: Option<Linear<B>>,
+    },
+    /// The layer reads the cache of this earlier layer (KV sharing).
+    Shared(usize),
+}
+
 #[derive(Debug, Clone)]
 struct SelfAttention<B: Backend> {
+    spec: LayerSpec,
+    num_heads: usize,
     q: Linear<B>,
     q_norm: RmsNorm<B>,
-    k: Option<Linear<B>>,
-    k_norm: Option<RmsNorm<B>>,
-    v: Option<Linear<B>>,
+    kv: Kv<B>,
     v_norm: RmsNorm<B>,
     o: Linear<B>,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    fn load(l: &Loader<B>, c: &TextConfig, spec: &LayerSpec) -> Result<Self, LoadError> {
+        let (h, nh, hd, kvh) = (c.hidden_size, c.num_heads, spec.head_dim, spec.num_kv_heads);
+        let (bias, eps) = (c.attention_bias, c.rms_norm_eps);
+        let kv = match spec.kv_source {
+            KvSource::Own => Kv::Own {
+                k: Linear::load(l, "k_proj", kvh * hd, h, bias)?,
+                k_norm: RmsNorm::load(l, "k_norm", hd, eps)?,
+                v: (!spec.k_eq_v)
+                    .then(|| Linear::load(l, "v_proj", kvh * hd, h, bias))
+                    .transpose()?,
+            },
+            KvSource::Shared(layer) => Kv::Shared(layer),
+        };
+        Ok(Self {
+            spec: spec.clone(),
+            num_heads: nh,
+            q: Linear::load(l, "q_proj", nh * hd, h, bias)?,
+            q_norm: RmsNorm::load(l, "q_norm", hd, eps)?,
+            kv,
+            v_norm: RmsNorm::without_weight(eps),
+            o: Linear::load(l, "o_proj", h, nh * hd, bias)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +199,22 @@ struct Mlp<B: Backend> {
     down: Linear<B>,
 }
 
+impl<B: Backend> Mlp<B> {
+    fn load(l: &Loader<B>, hidden: usize, intermediate: usize) -> Result<Self, LoadError> {
+        Ok(Self {
+            gate: Linear::load(l, "gate_proj", intermediate, hidden, false)?,
+            up: Linear::load(l, "up_proj", intermediate, hidden, false)?,
+            down: Linear::load(l, "down_proj", hidden, intermediate, false)?,
+        })
+    }
+
+    fn forward(&self, act: Activation, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.down
+            .forward(activate(act, self.gate.forward(x.clone())) * self.up.forward(x))
+    }
+}
+
+/// A layer's share of the per-layer embeddings: gated by the hidden state, projected back.
 #[derive(Debug, Clone)]
 struct PerLayerInput<B: Backend> {
     gate: Linear<B>,
@@ -226,9 +222,26 @@ struct PerLayerInput<B: Backend> {
     norm: RmsNorm<B>,
 }
 
+impl<B: Backend> PerLayerInput<B> {
+    fn load(l: &Loader<B>, c: &TextConfig) -> Result<Self, LoadError> {
+        let (h, ple) = (c.hidden_size, c.ple_dim);
+        Ok(Self {
+            gate: Linear::load(l, "per_layer_input_gate", ple, h, false)?,
+            projection: Linear::load(l, "per_layer_projection", h, ple, false)?,
+            norm: RmsNorm::load(l, "post_per_layer_input_norm", h, c.rms_norm_eps)?,
+        })
+    }
+
+    /// The residual update for hidden state `h` and this layer's input `[rows, ple_dim]`.
+    fn forward(&self, act: Activation, h: Tensor<B, 2>, input: Tensor<B, 2>) -> Tensor<B, 2> {
+        let g = activate(act, self.gate.forward(h)) * input;
+        self.norm.forward(self.projection.forward(g))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct DecoderLayer<B: Backend> {
-    spec: LayerSpec,
+    act: Activation,
     input_norm: RmsNorm<B>,
     attn: SelfAttention<B>,
     post_attn_norm: RmsNorm<B>,
@@ -239,6 +252,31 @@ struct DecoderLayer<B: Backend> {
     layer_scalar: f32,
 }
 
+impl<B: Backend> DecoderLayer<B> {
+    fn load(
+        l: &Loader<B>,
+        c: &TextConfig,
+        spec: &LayerSpec,
+        act: Activation,
+    ) -> Result<Self, LoadError> {
+        let norm = |name: &str| RmsNorm::load(l, name, c.hidden_size, c.rms_norm_eps);
+        Ok(Self {
+            act,
+            input_norm: norm("input_layernorm")?,
+            attn: SelfAttention::load(&l.pp("self_attn"), c, spec)?,
+            post_attn_norm: norm("post_attention_layernorm")?,
+            pre_ff_norm: norm("pre_feedforward_layernorm")?,
+            mlp: Mlp::load(&l.pp("mlp"), c.hidden_size, spec.intermediate_size)?,
+            post_ff_norm: norm("post_feedforward_layernorm")?,
+            ple: (c.ple_dim > 0)
+                .then(|| PerLayerInput::load(l, c))
+                .transpose()?,
+            // Stored as a one-element vector.
+            layer_scalar: l.host("layer_scalar", &[1])?[0],
+        })
+    }
+}
+
 /// Per-layer embeddings: the gathered identity table (memory-mapped) and the context projection.
 #[derive(Debug, Clone)]
 struct Ple<B: Backend> {
@@ -246,6 +284,18 @@ struct Ple<B: Backend> {
     table: String,
     projection: Linear<B>,
     norm: RmsNorm<B>,
+}
+
+impl<B: Backend> Ple<B> {
+    fn load(l: &Loader<B>, c: &TextConfig) -> Result<Self, LoadError> {
+        let width = c.num_layers() * c.ple_dim;
+        Ok(Self {
+            store: Arc::clone(l.store),
+            table: l.gathered("embed_tokens_per_layer.weight", &[c.ple_vocab_size, width]),
+            projection: Linear::load(l, "per_layer_model_projection", width, c.hidden_size, false)?,
+            norm: RmsNorm::load(l, "per_layer_projection_norm", c.ple_dim, c.rms_norm_eps)?,
+        })
+    }
 }
 
 /// Which logits a forward pass returns.
@@ -285,6 +335,73 @@ struct Segment {
     end: usize,
 }
 
+/// One decoder pass over a set of rows: the sequence each run of rows belongs to, the rows'
+/// positions, every sequence's cache (indexed by `Segment::req`), and the RoPE tables of these
+/// positions, built on first use.
+struct Pass<'a, B: Backend> {
+    segments: Vec<Segment>,
+    positions: Vec<usize>,
+    caches: Vec<&'a mut DecoderCache<B>>,
+    rotary: RotaryCache<B>,
+}
+
+impl<B: Backend> Pass<'_, B> {
+    /// The caches now hold every position of this pass.
+    fn advance_caches(&mut self) {
+        for seg in &self.segments {
+            self.caches[seg.req].len = seg.end;
+        }
+    }
+
+    /// The pass over only the rows whose logits are read (the KV-shared layers run only on
+    /// those), and where those rows are among this pass's rows (`(first row, count)` each).
+    fn logit_rows(self, wanted: &[Logits]) -> (Self, Vec<(usize, usize)>) {
+        let mut segments = Vec::with_capacity(self.segments.len());
+        let mut positions = Vec::new();
+        let mut pick = Vec::new();
+        let mut row = 0;
+        for seg in &self.segments {
+            let k = match wanted[seg.req] {
+                Logits::None => 0,
+                Logits::All => seg.len,
+                Logits::Last => 1,
+                Logits::Tail(k) => k.clamp(1, seg.len),
+            };
+            if k == 0 {
+                continue;
+            }
+            pick.push((seg.row + seg.len - k, k));
+            segments.push(Segment {
+                req: seg.req,
+                row,
+                len: k,
+                first: seg.end - k,
+                end: seg.end,
+            });
+            positions.extend(seg.end - k..seg.end);
+            row += k;
+        }
+        let pass = Pass {
+            segments,
+            positions,
+            caches: self.caches,
+            rotary: RotaryCache::default(),
+        };
+        (pass, pick)
+    }
+}
+
+/// The requests of a batched forward pass, stacked.
+struct Batch<'a, B: Backend> {
+    pass: Pass<'a, B>,
+    /// `[rows, hidden]`: the requests' embeddings, one after another.
+    embeds: Tensor<B, 2>,
+    /// The rows' ids for the per-layer-embedding lookup.
+    ple_ids: Vec<u32>,
+    /// Which logits each request wants.
+    wanted: Vec<Logits>,
+}
+
 /// cos/sin tables of one RoPE flavour for the positions of one forward pass, `[t, head_dim]`.
 struct Rotary<B: Backend> {
     cos: Tensor<B, 2>,
@@ -295,7 +412,6 @@ struct Rotary<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct TextDecoder<B: Backend> {
     cfg: TextConfig,
-    act: Activation,
     embed: Linear<B>,
     lm_head: Option<Linear<B>>,
     embed_scale: f32,
@@ -306,115 +422,27 @@ pub struct TextDecoder<B: Backend> {
 }
 
 impl<B: Backend> TextDecoder<B> {
-    pub fn load(
-        l: &Loader<B>,
-        store: &Arc<TensorStore>,
-        c: &TextConfig,
-        act: Activation,
-    ) -> Result<Self, LoadError> {
+    pub fn load(l: &Loader<B>, c: &TextConfig, act: Activation) -> Result<Self, LoadError> {
+        let lm = l.pp(LM);
         let h = c.hidden_size;
-        let eps = c.rms_norm_eps;
-        let embed = Linear::load(l, &format!("{LM}.embed_tokens"), c.vocab_size, h, false)?;
-        let lm_head = if c.tie_word_embeddings {
-            None
-        } else {
-            Some(Linear::load(l, "lm_head", c.vocab_size, h, false)?)
-        };
-        let n = c.num_layers();
-        let ple = if c.ple_dim > 0 {
-            let table = format!("{LM}.embed_tokens_per_layer.weight");
-            store.mark_used(&table);
-            Some(Ple {
-                store: store.clone(),
-                table,
-                projection: Linear::load(
-                    l,
-                    &format!("{LM}.per_layer_model_projection"),
-                    n * c.ple_dim,
-                    h,
-                    false,
-                )?,
-                norm: RmsNorm::load(
-                    l,
-                    &format!("{LM}.per_layer_projection_norm"),
-                    c.ple_dim,
-                    eps,
-                )?,
-            })
-        } else {
-            None
-        };
-        let mut layers = Vec::with_capacity(n);
-        for (i, spec) in c.layers.iter().enumerate() {
-            let p = format!("{LM}.layers.{i}");
-            let (nh, hd, kvh) = (c.num_heads, spec.head_dim, spec.num_kv_heads);
-            let bias = c.attention_bias;
-            let own = spec.kv_source == KvSource::Own;
-            let attn = SelfAttention {
-                q: Linear::load(l, &format!("{p}.self_attn.q_proj"), nh * hd, h, bias)?,
-                q_norm: RmsNorm::load(l, &format!("{p}.self_attn.q_norm"), hd, eps)?,
-                k: own
-                    .then(|| Linear::load(l, &format!("{p}.self_attn.k_proj"), kvh * hd, h, bias))
-                    .transpose()?,
-                k_norm: own
-                    .then(|| RmsNorm::load(l, &format!("{p}.self_attn.k_norm"), hd, eps))
-                    .transpose()?,
-                v: (own && !spec.k_eq_v)
-                    .then(|| Linear::load(l, &format!("{p}.self_attn.v_proj"), kvh * hd, h, bias))
-                    .transpose()?,
-                v_norm: RmsNorm::without_weight(eps),
-                o: Linear::load(l, &format!("{p}.self_attn.o_proj"), h, nh * hd, bias)?,
-            };
-            let im = spec.intermediate_size;
-            let mlp = Mlp {
-                gate: Linear::load(l, &format!("{p}.mlp.gate_proj"), im, h, false)?,
-                up: Linear::load(l, &format!("{p}.mlp.up_proj"), im, h, false)?,
-                down: Linear::load(l, &format!("{p}.mlp.down_proj"), h, im, false)?,
-            };
-            let ple_layer = if c.ple_dim > 0 {
-                Some(PerLayerInput {
-                    gate: Linear::load(
-                        l,
-                        &format!("{p}.per_layer_input_gate"),
-                        c.ple_dim,
-                        h,
-                        false,
-                    )?,
-                    projection: Linear::load(
-                        l,
-                        &format!("{p}.per_layer_projection"),
-                        h,
-                        c.ple_dim,
-                        false,
-                    )?,
-                    norm: RmsNorm::load(l, &format!("{p}.post_per_layer_input_norm"), h, eps)?,
-                })
-            } else {
-                None
-            };
-            layers.push(DecoderLayer {
-                spec: spec.clone(),
-                input_norm: RmsNorm::load(l, &format!("{p}.input_layernorm"), h, eps)?,
-                attn,
-                post_attn_norm: RmsNorm::load(l, &format!("{p}.post_attention_layernorm"), h, eps)?,
-                pre_ff_norm: RmsNorm::load(l, &format!("{p}.pre_feedforward_layernorm"), h, eps)?,
-                mlp,
-                post_ff_norm: RmsNorm::load(l, &format!("{p}.post_feedforward_layernorm"), h, eps)?,
-                ple: ple_layer,
-                layer_scalar: l.scalar(&format!("{p}.layer_scalar"))?,
-            });
-        }
+        let layers = c
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| DecoderLayer::load(&lm.pp(format!("layers.{i}")), c, spec, act))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             cfg: c.clone(),
-            act,
-            embed,
-            lm_head,
+            embed: Linear::load(&lm, "embed_tokens", c.vocab_size, h, false)?,
+            lm_head: (!c.tie_word_embeddings)
+                .then(|| Linear::load(l, "lm_head", c.vocab_size, h, false))
+                .transpose()?,
             // HF computes sqrt(hidden) in f32 and rounds it to the weight dtype; Hark runs the
             // embedding in f32, as HF does at float32.
             embed_scale: (h as f32).sqrt(),
-            ple,
+            ple: (c.ple_dim > 0).then(|| Ple::load(&lm, c)).transpose()?,
             layers,
-            norm: RmsNorm::load(l, &format!("{LM}.norm"), h, eps)?,
+            norm: RmsNorm::load(&lm, "norm", h, c.rms_norm_eps)?,
             device: l.device.clone(),
         })
     }
@@ -479,8 +507,45 @@ impl<B: Backend> TextDecoder<B> {
     /// per sequence against its own cache.
     pub fn forward_batch(&self, requests: Vec<Request<'_, B>>) -> Vec<Option<Tensor<B, 2>>> {
         let n = requests.len();
+        let Batch {
+            mut pass,
+            embeds,
+            ple_ids,
+            wanted,
+        } = self.gather(requests);
+        let ple = self
+            .ple
+            .as_ref()
+            .map(|p| self.per_layer_inputs(p, embeds.clone(), &ple_ids));
+        let first_shared = self.cfg.first_shared_layer();
+        let h = self.run_layers(0..first_shared, embeds, ple.as_ref(), &mut pass);
+        pass.advance_caches();
+        let shared = first_shared < self.layers.len();
+        if !shared && wanted.iter().all(|&w| w == Logits::None) {
+            return vec![None; n];
+        }
+        let (mut pass, pick) = pass.logit_rows(&wanted);
+        if pass.segments.is_empty() {
+            return vec![None; n];
+        }
+        let mut h = select_rows(h, &pick);
+        if shared {
+            let ple = ple.map(|p| select_rows(p, &pick));
+            h = self.run_layers(first_shared..self.layers.len(), h, ple.as_ref(), &mut pass);
+        }
+        let out = self.logits(h);
+        let mut results = vec![None; n];
+        for seg in &pass.segments {
+            results[seg.req] = Some(out.clone().narrow(0, seg.row, seg.len));
+        }
+        results
+    }
+
+    /// Stack the requests' rows into one batch.
+    fn gather<'a>(&self, requests: Vec<Request<'a, B>>) -> Batch<'a, B> {
+        let n = requests.len();
         let mut embeds = Vec::with_capacity(n);
-        let mut ids = Vec::new();
+        let mut ple_ids = Vec::new();
         let mut caches = Vec::with_capacity(n);
         let mut wanted = Vec::with_capacity(n);
         let mut segments = Vec::with_capacity(n);
@@ -502,124 +567,50 @@ impl<B: Backend> TextDecoder<B> {
             rows += t;
             embeds.push(r.embeds);
             // The per-layer-embedding lookup maps placeholders to the pad id too.
-            ids.extend(r.ple_ids.iter().map(|&i| self.cfg.feedback_id(i)));
+            ple_ids.extend(r.ple_ids.iter().map(|&i| self.cfg.feedback_id(i)));
             caches.push(r.cache);
             wanted.push(r.logits);
         }
-        let h = if embeds.len() == 1 {
+        let embeds = if embeds.len() == 1 {
             embeds.pop().expect("one")
         } else {
             Tensor::cat(embeds, 0)
         };
-        let ple = self
-            .ple
-            .as_ref()
-            .map(|p| self.per_layer_inputs(p, h.clone(), &ids));
-        let first_shared = self.cfg.first_shared_layer();
-        let mut h = h;
-        let mut rot = RotaryCache::default();
-        for i in 0..first_shared {
-            let ple_i = ple.as_ref().map(|p| layer_slice(p, i));
-            h = self.layers[i].forward(
-                self,
-                h,
-                &segments,
-                &positions,
-                ple_i,
-                &mut caches,
-                i,
-                &mut rot,
-            );
+        Batch {
+            pass: Pass {
+                segments,
+                positions,
+                caches,
+                rotary: RotaryCache::default(),
+            },
+            embeds,
+            ple_ids,
+            wanted,
         }
-        for seg in &segments {
-            caches[seg.req].len = seg.end;
+    }
+
+    /// Run `layers` on the pass's rows.
+    fn run_layers(
+        &self,
+        layers: Range<usize>,
+        mut h: Tensor<B, 2>,
+        ple: Option<&Tensor<B, 3>>,
+        pass: &mut Pass<'_, B>,
+    ) -> Tensor<B, 2> {
+        for i in layers {
+            h = self.layers[i].forward(h, ple.map(|p| layer_slice(p, i)), pass, i);
         }
-        let shared = first_shared < self.layers.len();
-        if !shared && wanted.iter().all(|&w| w == Logits::None) {
-            return vec![None; n];
-        }
-        // Rows whose logits are read; KV-shared layers run only on those.
-        let keep = |seg: &Segment| match wanted[seg.req] {
-            Logits::None => 0,
-            Logits::All => seg.len,
-            Logits::Last => 1,
-            Logits::Tail(k) => k.clamp(1, seg.len),
-        };
-        let mut kept_segments = Vec::with_capacity(n);
-        let mut kept_positions = Vec::new();
-        let mut pick = Vec::new();
-        let mut row = 0;
-        for seg in &segments {
-            let k = keep(seg);
-            if k == 0 {
-                continue;
-            }
-            pick.push((seg.row + seg.len - k, k));
-            kept_segments.push(Segment {
-                req: seg.req,
-                row,
-                len: k,
-                first: seg.end - k,
-                end: seg.end,
-            });
-            kept_positions.extend(seg.end - k..seg.end);
-            row += k;
-        }
-        if kept_segments.is_empty() {
-            return vec![None; n];
-        }
-        let select = |x: Tensor<B, 2>| -> Tensor<B, 2> {
-            if pick.len() == 1 && pick[0] == (0, x.dims()[0]) {
-                return x;
-            }
-            let parts: Vec<_> = pick
-                .iter()
-                .map(|&(from, k)| x.clone().narrow(0, from, k))
-                .collect();
-            if parts.len() == 1 {
-                parts.into_iter().next().expect("one")
-            } else {
-                Tensor::cat(parts, 0)
-            }
-        };
-        let mut h = if shared { select(h) } else { h };
-        if shared {
-            let ple = ple.map(|p| {
-                let parts: Vec<_> = pick
-                    .iter()
-                    .map(|&(from, k)| p.clone().narrow(0, from, k))
-                    .collect();
-                Tensor::cat(parts, 0)
-            });
-            let mut rot = RotaryCache::default();
-            for i in first_shared..self.layers.len() {
-                let ple_i = ple.as_ref().map(|p| layer_slice(p, i));
-                h = self.layers[i].forward(
-                    self,
-                    h,
-                    &kept_segments,
-                    &kept_positions,
-                    ple_i,
-                    &mut caches,
-                    i,
-                    &mut rot,
-                );
-            }
-        } else {
-            // Every layer already ran on every row: keep the rows whose logits are read.
-            h = select(h);
-        }
+        h
+    }
+
+    /// Final norm, LM head and soft cap.
+    fn logits(&self, h: Tensor<B, 2>) -> Tensor<B, 2> {
         let h = self.norm.forward(h);
         let out = self.lm_head.as_ref().unwrap_or(&self.embed).forward(h);
-        let out = match self.cfg.final_logit_softcap {
+        match self.cfg.final_logit_softcap {
             Some(cap) => softcap(out, cap),
             None => out,
-        };
-        let mut results = vec![None; n];
-        for seg in &kept_segments {
-            results[seg.req] = Some(out.clone().narrow(0, seg.row, seg.len));
         }
-        results
     }
 
     /// `[t, layers, ple_dim]`: (context projection + identity rows) / √2.
@@ -646,8 +637,10 @@ impl<B: Backend> TextDecoder<B> {
         let context = p.norm.forward(context);
         (context + identity).mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
     }
+}
 
-    fn rotary(&self, spec: &RopeSpec, head_dim: usize, positions: &[usize]) -> Rotary<B> {
+impl<B: Backend> Rotary<B> {
+    fn new(spec: &RopeSpec, head_dim: usize, positions: &[usize], device: &B::Device) -> Self {
         let inv: Vec<f32> = spec.inv_freq(head_dim).iter().map(|&f| f as f32).collect();
         let half = head_dim / 2;
         let t = positions.len();
@@ -665,9 +658,28 @@ impl<B: Backend> TextDecoder<B> {
             }
         }
         Rotary {
-            cos: Tensor::from_data(TensorData::new(cos, [t, head_dim]), &self.device),
-            sin: Tensor::from_data(TensorData::new(sin, [t, head_dim]), &self.device),
+            cos: Tensor::from_data(TensorData::new(cos, [t, head_dim]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [t, head_dim]), device),
         }
+    }
+}
+
+/// Rows `pick` (`(first, count)` ranges along the first axis) of `x`, in order.
+fn select_rows<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    pick: &[(usize, usize)],
+) -> Tensor<B, D> {
+    if pick.len() == 1 && pick[0] == (0, x.dims()[0]) {
+        return x;
+    }
+    let parts: Vec<_> = pick
+        .iter()
+        .map(|&(from, k)| x.clone().narrow(0, from, k))
+        .collect();
+    if parts.len() == 1 {
+        parts.into_iter().next().expect("one")
+    } else {
+        Tensor::cat(parts, 0)
     }
 }
 
@@ -685,10 +697,10 @@ struct RotaryCache<B: Backend> {
 impl<B: Backend> RotaryCache<B> {
     fn get(
         &mut self,
-        dec: &TextDecoder<B>,
         spec: &RopeSpec,
         head_dim: usize,
         positions: &[usize],
+        device: &B::Device,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         if let Some((_, _, r)) = self
             .tables
@@ -697,7 +709,7 @@ impl<B: Backend> RotaryCache<B> {
         {
             return (r.cos.clone(), r.sin.clone());
         }
-        let r = dec.rotary(spec, head_dim, positions);
+        let r = Rotary::new(spec, head_dim, positions, device);
         let out = (r.cos.clone(), r.sin.clone());
         self.tables.push((spec.clone(), head_dim, r));
         out
@@ -717,83 +729,60 @@ fn apply_rope<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2
 }
 
 impl<B: Backend> DecoderLayer<B> {
-    #[allow(clippy::too_many_arguments)]
+    /// `ple`: this layer's per-layer input, `[rows, ple_dim]`.
     fn forward(
         &self,
-        dec: &TextDecoder<B>,
         h: Tensor<B, 2>,
-        segments: &[Segment],
-        positions: &[usize],
         ple: Option<Tensor<B, 2>>,
-        caches: &mut [&mut DecoderCache<B>],
+        pass: &mut Pass<'_, B>,
         index: usize,
-        rot: &mut RotaryCache<B>,
     ) -> Tensor<B, 2> {
         let a = self.input_norm.forward(h.clone());
-        let a = self.attention(dec, a, segments, positions, caches, index, rot);
+        let a = self.attn.forward(a, pass, index);
         let h = h + self.post_attn_norm.forward(a);
         let m = self.pre_ff_norm.forward(h.clone());
-        let m = self
-            .mlp
-            .down
-            .forward(activate(dec.act, self.mlp.gate.forward(m.clone())) * self.mlp.up.forward(m));
+        let m = self.mlp.forward(self.act, m);
         let mut h = h + self.post_ff_norm.forward(m);
         if let (Some(p), Some(input)) = (&self.ple, ple) {
-            let g = activate(dec.act, p.gate.forward(h.clone())) * input;
-            h = h + p.norm.forward(p.projection.forward(g));
+            let update = p.forward(self.act, h.clone(), input);
+            h = h + update;
         }
         h.mul_scalar(self.layer_scalar)
     }
+}
 
+impl<B: Backend> SelfAttention<B> {
     /// Projections and RoPE on all rows at once; then, per sequence, the cache write and the
-    /// attention over that sequence's own keys.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        dec: &TextDecoder<B>,
-        x: Tensor<B, 2>,
-        segments: &[Segment],
-        positions: &[usize],
-        caches: &mut [&mut DecoderCache<B>],
-        index: usize,
-        rot: &mut RotaryCache<B>,
-    ) -> Tensor<B, 2> {
+    /// attention over that sequence's own keys. `index` is this layer's.
+    fn forward(&self, x: Tensor<B, 2>, pass: &mut Pass<'_, B>, index: usize) -> Tensor<B, 2> {
         let spec = &self.spec;
-        let rows = positions.len();
-        let (nh, hd, kvh) = (dec.cfg.num_heads, spec.head_dim, spec.num_kv_heads);
-        let (cos, sin) = rot.get(dec, &spec.rope, hd, positions);
-        let a = &self.attn;
-        let q = a
+        let rows = pass.positions.len();
+        let (nh, hd, kvh) = (self.num_heads, spec.head_dim, spec.num_kv_heads);
+        let (cos, sin) = pass
+            .rotary
+            .get(&spec.rope, hd, &pass.positions, &x.device());
+        let q = self
             .q_norm
-            .forward(a.q.forward(x.clone()).reshape([rows, nh, hd]));
+            .forward(self.q.forward(x.clone()).reshape([rows, nh, hd]));
         let q = apply_rope(q, &cos, &sin);
-        let own_kv = match spec.kv_source {
-            KvSource::Own => {
-                let k_proj =
-                    a.k.as_ref()
-                        .expect("own-KV layers have k_proj")
-                        .forward(x.clone())
-                        .reshape([rows, kvh, hd]);
-                let v_raw = match &a.v {
+        // This layer's new keys and values (none when it reads another layer's), and the layer
+        // whose cache it reads.
+        let (own_kv, source) = match &self.kv {
+            Kv::Own { k, k_norm, v } => {
+                let k_proj = k.forward(x.clone()).reshape([rows, kvh, hd]);
+                let v_raw = match v {
                     Some(v) => v.forward(x).reshape([rows, kvh, hd]),
                     None => k_proj.clone(),
                 };
-                let k = a
-                    .k_norm
-                    .as_ref()
-                    .expect("own-KV layers have k_norm")
-                    .forward(k_proj);
-                Some((apply_rope(k, &cos, &sin), a.v_norm.forward(v_raw)))
+                let k = k_norm.forward(k_proj);
+                let kv = (apply_rope(k, &cos, &sin), self.v_norm.forward(v_raw));
+                (Some(kv), index)
             }
-            KvSource::Shared(_) => None,
+            Kv::Shared(layer) => (None, *layer),
         };
-        let source = match spec.kv_source {
-            KvSource::Own => index,
-            KvSource::Shared(p) => p,
-        };
-        let mut outs = Vec::with_capacity(segments.len());
-        for seg in segments {
-            let cache = &mut *caches[seg.req];
+        let mut outs = Vec::with_capacity(pass.segments.len());
+        for seg in &pass.segments {
+            let cache = &mut *pass.caches[seg.req];
             if let Some((k, v)) = &own_kv {
                 let layer_cache = cache.layers[index]
                     .as_mut()
@@ -803,21 +792,20 @@ impl<B: Backend> DecoderLayer<B> {
                 layer_cache.write(seg.first, k, v);
             }
             let q = q.clone().narrow(0, seg.row, seg.len);
-            outs.push(self.attend(dec, q, seg, &*cache, source));
+            outs.push(self.attend(q, seg, &*cache, source));
         }
         let out = if outs.len() == 1 {
             outs.pop().expect("one")
         } else {
             Tensor::cat(outs, 0)
         };
-        a.o.forward(out)
+        self.o.forward(out)
     }
 
     /// Attention of one sequence's queries (`[t, heads, head_dim]`, positions
     /// `seg.first..seg.first + t`) over its cached keys up to `seg.end`.
     fn attend(
         &self,
-        dec: &TextDecoder<B>,
         q: Tensor<B, 3>,
         seg: &Segment,
         cache: &DecoderCache<B>,
@@ -825,7 +813,8 @@ impl<B: Backend> DecoderLayer<B> {
     ) -> Tensor<B, 2> {
         let spec = &self.spec;
         let t = seg.len;
-        let (nh, hd, kvh) = (dec.cfg.num_heads, spec.head_dim, spec.num_kv_heads);
+        let (nh, hd, kvh) = (self.num_heads, spec.head_dim, spec.num_kv_heads);
+        let device = q.device();
         let end = seg.end;
         // Keys visible to the earliest query.
         let from = match spec.kind {
@@ -858,11 +847,10 @@ impl<B: Backend> DecoderLayer<B> {
             }
         }
         let scores = if any {
-            let mask =
-                Tensor::<B, 2, Bool>::from_data(TensorData::new(masked, [t, span]), &dec.device)
-                    .reshape([1, 1, t, span])
-                    .expand([kvh, groups, t, span])
-                    .reshape([kvh, groups * t, span]);
+            let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(masked, [t, span]), &device)
+                .reshape([1, 1, t, span])
+                .expand([kvh, groups, t, span])
+                .reshape([kvh, groups * t, span]);
             scores.mask_fill(mask, f32::NEG_INFINITY)
         } else {
             scores
