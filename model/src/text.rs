@@ -104,7 +104,9 @@ impl<B: Backend> KvCache<B> {
 /// The decoder's state for one sequence: a cache per cache-owning layer and the length.
 #[derive(Debug, Clone)]
 pub struct DecoderCache<B: Backend> {
-    layers: Vec<Option<KvCache<B>>>,
+    /// The cache of layer `i` is `layers[i]`: the cache-owning layers are the first ones (every
+    /// KV-shared layer comes after them, [`TextConfig::first_shared_layer`]).
+    layers: Vec<KvCache<B>>,
     len: usize,
 }
 
@@ -459,10 +461,8 @@ impl<B: Backend> TextDecoder<B> {
                 .cfg
                 .layers
                 .iter()
-                .map(|l| {
-                    (l.kv_source == KvSource::Own)
-                        .then(|| KvCache::new(l.num_kv_heads, l.head_dim, capacity, &self.device))
-                })
+                .filter(|l| l.kv_source == KvSource::Own)
+                .map(|l| KvCache::new(l.num_kv_heads, l.head_dim, capacity, &self.device))
                 .collect(),
             len: 0,
         }
@@ -784,12 +784,9 @@ impl<B: Backend> SelfAttention<B> {
         for seg in &pass.segments {
             let cache = &mut *pass.caches[seg.req];
             if let Some((k, v)) = &own_kv {
-                let layer_cache = cache.layers[index]
-                    .as_mut()
-                    .expect("own-KV layers have a cache");
                 let k = k.clone().narrow(0, seg.row, seg.len).swap_dims(0, 1);
                 let v = v.clone().narrow(0, seg.row, seg.len).swap_dims(0, 1);
-                layer_cache.write(seg.first, k, v);
+                cache.layers[index].write(seg.first, k, v);
             }
             let q = q.clone().narrow(0, seg.row, seg.len);
             outs.push(self.attend(q, seg, &*cache, source));
@@ -821,10 +818,7 @@ impl<B: Backend> SelfAttention<B> {
             LayerKind::Sliding { window } => (seg.first + 1).saturating_sub(window),
             LayerKind::Full => 0,
         };
-        let (keys, values) = cache.layers[source]
-            .as_ref()
-            .expect("source layer owns a cache")
-            .range(from, end);
+        let (keys, values) = cache.layers[source].range(from, end);
         let span = end - from;
         let groups = nh / kvh;
         // Group the query heads of each KV head along the row axis: [kvh, groups·t, hd].
