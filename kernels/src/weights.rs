@@ -28,9 +28,31 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// Dequantizes the `rows x width` block at row `first`, column `k0` (a multiple of 32 for
+    /// Q8/Q4, as is `width` unless it reaches `cols`) into `out` (row-major, row stride `width`).
+    pub(crate) fn block_f32(
+        self,
+        first: usize,
+        rows: usize,
+        k0: usize,
+        width: usize,
+        cols: usize,
+        out: &mut [f32],
+    ) {
+        for (r, o) in out.chunks_exact_mut(width).take(rows).enumerate() {
+            self.span_f32((first + r) * cols + k0, o);
+        }
+    }
+
     /// Dequantizes rows `first..first + out.len() / cols` into `out` (row-major f32).
     pub(crate) fn rows_f32(self, first: usize, cols: usize, out: &mut [f32]) {
-        let (start, end) = (first * cols, first * cols + out.len());
+        self.span_f32(first * cols, out);
+    }
+
+    /// Dequantizes the `out.len()` weights starting at flat index `start` (block-aligned for
+    /// Q8/Q4).
+    fn span_f32(self, start: usize, out: &mut [f32]) {
+        let end = start + out.len();
         match self {
             Weights::F32(w) => out.copy_from_slice(&w[start..end]),
             Weights::F16(w) => w[start..end].convert_to_f32_slice(out),

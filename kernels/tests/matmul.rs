@@ -81,6 +81,15 @@ fn check_format(format: Format, cols: &[usize]) {
         for n in [1, 3, GEMV_MAX_N, GEMV_MAX_N + 1] {
             check(format, 1000, cols[cols.len() - 1], n, isa, &mut rng);
         }
+        // Wider than one dequantized column slab of the GEMM path (2048), with a partial slab.
+        let wide = if format.is_quantized() {
+            2048 + 96
+        } else {
+            2048 + 97
+        };
+        for n in [2, GEMV_MAX_N + 1, 9] {
+            check(format, 37, wide, n, isa, &mut rng);
+        }
     }
 }
 

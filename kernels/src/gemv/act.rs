@@ -32,7 +32,9 @@ impl QuantActs {
             let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
             let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
             for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = (v * inv).round() as i8;
+                // Round half away from zero without a libm call (|v * inv| <= 127).
+                let scaled = v * inv;
+                *q = (scaled + 0.5f32.copysign(scaled)) as i8;
             }
             *d = amax / 127.0;
             *s = xb.iter().sum();

@@ -97,18 +97,18 @@ float_dot!(dot_f32, f32, "avx2,fma", load_f32, |v: f32| v);
 float_dot!(dot_f16, f16, "avx2,fma,f16c", load_f16, f16::to_f32);
 float_dot!(dot_bf16, bf16, "avx2,fma", load_bf16, bf16::to_f32);
 
-/// An f16 scale as f32 through F16C.
+/// An f16 scale broadcast to 8 f32 lanes through F16C (a broadcast, so no false dependency
+/// on a register's old contents).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn scale(d: f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(d.to_bits()))))
+pub(super) fn splat_f16(d: f16) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(d.to_bits() as i16))
 }
 
 /// Σ w·x of one Q8 block, as 8 i32 partial sums widened to f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_q8(b: &BlockQ8, qx: &[i8]) -> __m256 {
-    assert_eq!(qx.len(), QK);
+fn block_q8(b: &BlockQ8, qx: &[i8; QK]) -> __m256 {
     // SAFETY: both are 32 bytes long.
     let (w, x) = unsafe {
         (
@@ -122,53 +122,25 @@ fn block_q8(b: &BlockQ8, qx: &[i8]) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
 }
 
+/// The 32 codes (0..=15) of a Q4 block, in element order.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8(w: &[BlockQ8], x: QuantRow<'_>) -> f32 {
-    assert!(
-        x.d.len() == w.len() && x.qs.len() == w.len() * QK,
-        "dot_q8: length mismatch"
-    );
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for (k, (b, (qx, &dx))) in w.iter().zip(x.qs.chunks_exact(QK).zip(x.d)).enumerate() {
-        let s = _mm256_set1_ps(scale(b.d) * dx);
-        acc[k % 2] = _mm256_fmadd_ps(s, block_q8(b, qx), acc[k % 2]);
-    }
-    hsum(_mm256_add_ps(acc[0], acc[1]))
+pub(super) fn q4_codes(b: &BlockQ4) -> __m256i {
+    // SAFETY: qs is 16 bytes.
+    let raw = unsafe { _mm_loadu_si128(b.qs.as_ptr().cast()) };
+    let low = _mm_set1_epi8(0x0F);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), low);
+    _mm256_set_m128i(hi, _mm_and_si128(raw, low))
 }
 
 /// Σ q·x of one Q4 block (codes 0..=15), as 8 i32 partial sums widened to f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_q4(b: &BlockQ4, qx: &[i8]) -> __m256 {
-    assert_eq!(qx.len(), QK);
-    // SAFETY: qs is 16 bytes, qx 32.
-    let (raw, x) = unsafe {
-        (
-            _mm_loadu_si128(b.qs.as_ptr().cast()),
-            _mm256_loadu_si256(qx.as_ptr().cast()),
-        )
-    };
-    let low = _mm_set1_epi8(0x0F);
-    let lo = _mm_and_si128(raw, low);
-    let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), low);
-    let p16 = _mm256_maddubs_epi16(_mm256_set_m128i(hi, lo), x);
+fn block_q4(b: &BlockQ4, qx: &[i8; QK]) -> __m256 {
+    // SAFETY: qx is 32 bytes.
+    let x = unsafe { _mm256_loadu_si256(qx.as_ptr().cast()) };
+    let p16 = _mm256_maddubs_epi16(q4_codes(b), x);
     _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4(w: &[BlockQ4], x: QuantRow<'_>) -> f32 {
-    assert!(
-        x.d.len() == w.len() && x.qs.len() == w.len() * QK,
-        "dot_q4: length mismatch"
-    );
-    assert_eq!(x.s.len(), w.len(), "dot_q4: length mismatch");
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut offset = 0.0f32;
-    let per_block = x.qs.chunks_exact(QK).zip(x.d.iter().zip(x.s));
-    for (k, (b, (qx, (&dx, &sx)))) in w.iter().zip(per_block).enumerate() {
-        let s = _mm256_set1_ps(scale(b.d) * dx);
-        acc[k % 2] = _mm256_fmadd_ps(s, block_q4(b, qx), acc[k % 2]);
-        offset += scale(b.m) * sx;
-    }
-    hsum(_mm256_add_ps(acc[0], acc[1])) + offset
-}
+super::quant_dots!("avx2,fma,f16c");

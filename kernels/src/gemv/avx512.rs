@@ -7,7 +7,7 @@ use half::{bf16, f16};
 
 use super::DotKernels;
 use super::act::QuantRow;
-use super::avx2::{hsum, scale};
+use super::avx2::{hsum, q4_codes, splat_f16};
 use crate::format::{BlockQ4, BlockQ8, QK};
 
 pub(super) const KERNELS: DotKernels = DotKernels {
@@ -109,59 +109,33 @@ float_dot!(dot_f32, f32, load_f32);
 float_dot!(dot_f16, f16, load_f16);
 float_dot!(dot_bf16, bf16, load_bf16);
 
-/// `dpbusd` of one 32-block (unsigned `u` times signed `s` bytes), widened to f32.
+/// Σ w·x of one Q8 block through `dpbusd` (unsigned by signed bytes, so w's sign moves onto
+/// x), as 8 i32 partial sums widened to f32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dpbusd_block(u: __m256i, s: __m256i) -> __m256 {
-    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s))
+fn block_q8(b: &BlockQ8, qx: &[i8; QK]) -> __m256 {
+    // SAFETY: both are 32 bytes long.
+    let (w, x) = unsafe {
+        (
+            _mm256_loadu_si256(b.qs.as_ptr().cast()),
+            _mm256_loadu_si256(qx.as_ptr().cast()),
+        )
+    };
+    let zero = _mm256_setzero_si256();
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(
+        zero,
+        _mm256_sign_epi8(w, w),
+        _mm256_sign_epi8(x, w),
+    ))
 }
 
+/// Σ q·x of one Q4 block (codes 0..=15) through `dpbusd`, widened to f32.
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q8(w: &[BlockQ8], x: QuantRow<'_>) -> f32 {
-    assert!(
-        x.d.len() == w.len() && x.qs.len() == w.len() * QK,
-        "dot_q8: length mismatch"
-    );
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for (k, (b, (qx, &dx))) in w.iter().zip(x.qs.chunks_exact(QK).zip(x.d)).enumerate() {
-        // SAFETY: b.qs and qx are 32 bytes each.
-        let (wv, xv) = unsafe {
-            (
-                _mm256_loadu_si256(b.qs.as_ptr().cast()),
-                _mm256_loadu_si256(qx.as_ptr().cast()),
-            )
-        };
-        // dpbusd multiplies unsigned by signed bytes: move w's sign onto x.
-        let p = dpbusd_block(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-        acc[k % 2] = _mm256_fmadd_ps(_mm256_set1_ps(scale(b.d) * dx), p, acc[k % 2]);
-    }
-    hsum(_mm256_add_ps(acc[0], acc[1]))
+fn block_q4(b: &BlockQ4, qx: &[i8; QK]) -> __m256 {
+    // SAFETY: qx is 32 bytes.
+    let x = unsafe { _mm256_loadu_si256(qx.as_ptr().cast()) };
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q4_codes(b), x))
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q4(w: &[BlockQ4], x: QuantRow<'_>) -> f32 {
-    assert!(
-        x.d.len() == w.len() && x.qs.len() == w.len() * QK,
-        "dot_q4: length mismatch"
-    );
-    assert_eq!(x.s.len(), w.len(), "dot_q4: length mismatch");
-    let low = _mm_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut offset = 0.0f32;
-    let per_block = x.qs.chunks_exact(QK).zip(x.d.iter().zip(x.s));
-    for (k, (b, (qx, (&dx, &sx)))) in w.iter().zip(per_block).enumerate() {
-        // SAFETY: b.qs is 16 bytes, qx 32.
-        let (raw, xv) = unsafe {
-            (
-                _mm_loadu_si128(b.qs.as_ptr().cast()),
-                _mm256_loadu_si256(qx.as_ptr().cast()),
-            )
-        };
-        let lo = _mm_and_si128(raw, low);
-        let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), low);
-        let p = dpbusd_block(_mm256_set_m128i(hi, lo), xv);
-        acc[k % 2] = _mm256_fmadd_ps(_mm256_set1_ps(scale(b.d) * dx), p, acc[k % 2]);
-        offset += scale(b.m) * sx;
-    }
-    hsum(_mm256_add_ps(acc[0], acc[1])) + offset
-}
+super::quant_dots!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");

@@ -28,6 +28,78 @@ pub(super) struct DotKernels {
     pub(super) q4: unsafe fn(&[BlockQ4], QuantRow<'_>) -> f32,
 }
 
+/// Defines `dot_q8` and `dot_q4` for a SIMD module from its `block_q8`/`block_q4` (8 partial
+/// sums of one block as f32), `splat_f16` and `hsum`: two blocks per step into two
+/// accumulators; Q4 adds `m · Σx` per block (kept in all lanes of its own accumulators).
+#[cfg(target_arch = "x86_64")]
+macro_rules! quant_dots {
+    ($features:literal) => {
+        /// `d_w · d_x` of block `k`, in all 8 lanes.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn block_scale(d: f16, dx: f32) -> __m256 {
+            _mm256_mul_ps(splat_f16(d), _mm256_set1_ps(dx))
+        }
+
+        #[target_feature(enable = $features)]
+        fn dot_q8(w: &[BlockQ8], x: QuantRow<'_>) -> f32 {
+            let qx = x.qs.as_chunks::<QK>().0;
+            assert!(
+                qx.len() == w.len() && x.d.len() == w.len(),
+                "dot_q8: length mismatch"
+            );
+            let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut k = 0;
+            while k + 2 <= w.len() {
+                let (s0, s1) = (
+                    block_scale(w[k].d, x.d[k]),
+                    block_scale(w[k + 1].d, x.d[k + 1]),
+                );
+                acc0 = _mm256_fmadd_ps(s0, block_q8(&w[k], &qx[k]), acc0);
+                acc1 = _mm256_fmadd_ps(s1, block_q8(&w[k + 1], &qx[k + 1]), acc1);
+                k += 2;
+            }
+            if k < w.len() {
+                let s0 = block_scale(w[k].d, x.d[k]);
+                acc0 = _mm256_fmadd_ps(s0, block_q8(&w[k], &qx[k]), acc0);
+            }
+            hsum(_mm256_add_ps(acc0, acc1))
+        }
+
+        #[target_feature(enable = $features)]
+        fn dot_q4(w: &[BlockQ4], x: QuantRow<'_>) -> f32 {
+            let qx = x.qs.as_chunks::<QK>().0;
+            assert!(
+                qx.len() == w.len() && x.d.len() == w.len(),
+                "dot_q4: length mismatch"
+            );
+            assert_eq!(x.s.len(), w.len(), "dot_q4: length mismatch");
+            let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let (mut off0, mut off1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut k = 0;
+            while k + 2 <= w.len() {
+                let (s0, s1) = (
+                    block_scale(w[k].d, x.d[k]),
+                    block_scale(w[k + 1].d, x.d[k + 1]),
+                );
+                acc0 = _mm256_fmadd_ps(s0, block_q4(&w[k], &qx[k]), acc0);
+                acc1 = _mm256_fmadd_ps(s1, block_q4(&w[k + 1], &qx[k + 1]), acc1);
+                off0 = _mm256_fmadd_ps(splat_f16(w[k].m), _mm256_set1_ps(x.s[k]), off0);
+                off1 = _mm256_fmadd_ps(splat_f16(w[k + 1].m), _mm256_set1_ps(x.s[k + 1]), off1);
+                k += 2;
+            }
+            if k < w.len() {
+                let s0 = block_scale(w[k].d, x.d[k]);
+                acc0 = _mm256_fmadd_ps(s0, block_q4(&w[k], &qx[k]), acc0);
+                off0 = _mm256_fmadd_ps(splat_f16(w[k].m), _mm256_set1_ps(x.s[k]), off0);
+            }
+            hsum(_mm256_add_ps(acc0, acc1)) + _mm256_cvtss_f32(_mm256_add_ps(off0, off1))
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+use quant_dots;
+
 fn kernels(isa: Isa) -> &'static DotKernels {
     match isa {
         #[cfg(target_arch = "x86_64")]

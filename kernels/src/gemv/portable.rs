@@ -66,33 +66,46 @@ fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Σ a·b over one 32-block in i32 (fixed length, so LLVM vectorises it).
+fn block_dot(a: &[i8; QK], b: &[i8; QK]) -> i32 {
+    let mut s = 0i32;
+    for i in 0..QK {
+        s += i32::from(a[i]) * i32::from(b[i]);
+    }
+    s
+}
+
 fn dot_q8(w: &[BlockQ8], x: QuantRow<'_>) -> f32 {
-    w.iter()
-        .zip(x.qs.chunks_exact(QK).zip(x.d))
-        .map(|(b, (q, &dx))| {
-            let s: i32 =
-                b.qs.iter()
-                    .zip(q)
-                    .map(|(&a, &c)| i32::from(a) * i32::from(c))
-                    .sum();
-            b.d.to_f32() * dx * s as f32
-        })
-        .sum()
+    let qx = x.qs.as_chunks::<QK>().0;
+    assert!(
+        qx.len() == w.len() && x.d.len() == w.len(),
+        "dot_q8: length mismatch"
+    );
+    let mut acc = 0.0f32;
+    for ((b, q), &dx) in w.iter().zip(qx).zip(x.d) {
+        acc += b.d.to_f32() * dx * block_dot(&b.qs, q) as f32;
+    }
+    acc
 }
 
 fn dot_q4(w: &[BlockQ4], x: QuantRow<'_>) -> f32 {
-    w.iter()
-        .zip(x.qs.chunks_exact(QK).zip(x.d.iter().zip(x.s)))
-        .map(|(b, (q, (&dx, &sx)))| {
-            let (lo, hi) = q.split_at(QK / 2);
-            let s: i32 =
-                b.qs.iter()
-                    .zip(lo.iter().zip(hi))
-                    .map(|(&p, (&l, &h))| {
-                        i32::from(p & 0x0F) * i32::from(l) + i32::from(p >> 4) * i32::from(h)
-                    })
-                    .sum();
-            b.d.to_f32() * dx * s as f32 + b.m.to_f32() * sx
-        })
-        .sum()
+    let qx = x.qs.as_chunks::<QK>().0;
+    assert!(
+        qx.len() == w.len() && x.d.len() == w.len(),
+        "dot_q4: length mismatch"
+    );
+    assert_eq!(x.s.len(), w.len(), "dot_q4: length mismatch");
+    let (mut acc, mut offset) = (0.0f32, 0.0f32);
+    for ((b, q), (&dx, &sx)) in w.iter().zip(qx).zip(x.d.iter().zip(x.s)) {
+        // Codes are 0..=15, so they fit an i8.
+        let mut codes = [0i8; QK];
+        let (lo, hi) = codes.split_at_mut(QK / 2);
+        for ((lo, hi), &p) in lo.iter_mut().zip(hi).zip(&b.qs) {
+            *lo = (p & 0x0F) as i8;
+            *hi = (p >> 4) as i8;
+        }
+        acc += b.d.to_f32() * dx * block_dot(&codes, q) as f32;
+        offset += b.m.to_f32() * sx;
+    }
+    acc + offset
 }
