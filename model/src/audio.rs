@@ -611,9 +611,10 @@ impl<B: Backend> Attention<B> {
             .reshape([t, d]);
         // Keep the last w − 1 keys/values for the next push.
         let total = cached + t;
+        // (None when the window is the query alone: `attention_context_left` 2.)
         let keep = (w - 1).min(total);
-        state.keys = Some(keys.narrow(0, total - keep, keep));
-        state.values = Some(values.narrow(0, total - keep, keep));
+        state.keys = (keep > 0).then(|| keys.narrow(0, total - keep, keep));
+        state.values = (keep > 0).then(|| values.narrow(0, total - keep, keep));
         self.post.forward(out)
     }
 }
@@ -625,12 +626,18 @@ impl<B: Backend> LightConv<B> {
         let y = self.start.forward(self.pre_norm.forward(x.clone()));
         let glu = y.clone().narrow(1, 0, d) * activation::sigmoid(y.narrow(1, d, d));
         let k = self.taps.len();
-        let input = Tensor::cat(vec![state.conv.clone(), glu], 0); // [k − 1 + t, d]
-        let mut conv = input.clone().narrow(0, 0, t) * self.taps[0].clone();
-        for (j, tap) in self.taps.iter().enumerate().skip(1) {
-            conv = conv + input.clone().narrow(0, j, t) * tap.clone();
-        }
-        state.conv = input.narrow(0, t, k - 1);
+        let conv = if k == 1 {
+            // A one-tap conv (`conv_kernel_size` 1) has no past to keep.
+            glu * self.taps[0].clone()
+        } else {
+            let input = Tensor::cat(vec![state.conv.clone(), glu], 0); // [k − 1 + t, d]
+            let mut conv = input.clone().narrow(0, 0, t) * self.taps[0].clone();
+            for (j, tap) in self.taps.iter().enumerate().skip(1) {
+                conv = conv + input.clone().narrow(0, j, t) * tap.clone();
+            }
+            state.conv = input.narrow(0, t, k - 1);
+            conv
+        };
         let y = self.conv_norm.forward(clamp_finite(conv, -gc, gc));
         let y = self.end.forward(activate(c.activation, y));
         x + y
