@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import math
+import random
 import shutil
 import subprocess
 import sys
@@ -278,6 +279,169 @@ def model_specs() -> list[dict]:
     return [e2b, varied, vision]
 
 
+# ---------------------------------------------------------------------------------------------
+# Sampled configurations: a seeded generator of varied Gemma 4 checkpoints
+# ---------------------------------------------------------------------------------------------
+
+# How many sampled checkpoints, and the seed of the first (checkpoint k uses SAMPLED_SEED + k).
+SAMPLED_COUNT = 10
+SAMPLED_SEED = 4_000
+# Sampled checkpoints are checked on two clips each (a short one and one drawn per checkpoint),
+# which keeps tests/fixtures small; the hand-written checkpoints above cover all seven clips.
+SAMPLED_FIRST_CLIP = "hello"
+SAMPLED_OTHER_CLIPS = ["fox", "callback", "lights", "silence", "noise"]
+# Checkpoint k of SAMPLED_FAVOUR gets the output-embedding row (the tied embedding or the
+# untied lm_head) of one multimodal placeholder widened by the factor given (a wider logit spread), so that greedy
+# decoding generates that placeholder and has to feed it back (transformers feeds the pad id).
+SAMPLED_FAVOUR = {1: ("<|image|>", 3.0), 6: ("<|audio|>", 3.0)}
+
+
+def sampled_spec(index: int) -> dict:
+    """Checkpoint `index` of the sampled set: every choice drawn from `random.Random(seed)`.
+
+    Some dimensions cycle with the index instead, so that any 8 consecutive checkpoints cover
+    all of them: storage dtype (bf16, f16, f32), sharded or single file, vision tower or not,
+    flat `global_head_dim` or `per_layer_config`, and the layer-type pattern.
+    """
+    seed = SAMPLED_SEED + index
+    rng = random.Random(seed)
+    dtype = [torch.bfloat16, torch.float16, torch.float32][index % 3]
+    pattern = ["e2b", "alternating", "gemma3", "random"][index % 4]
+
+    # --- text decoder ---
+    # f32 storage takes twice the bytes: narrower there, to keep tests/fixtures small.
+    hidden = rng.choice([32, 48, 64] if dtype != torch.float32 else [32, 40, 48])
+    if pattern == "e2b":
+        # E2B's (4 sliding + 1 full) pattern; checkpoint 0 has E2B's full depth of 35 layers.
+        n_layers = 35 if index == 0 else 5 * rng.choice([1, 2, 3])
+        types = [("full_attention" if i % 5 == 4 else "sliding_attention") for i in range(n_layers)]
+    elif pattern == "alternating":
+        n_layers = 2 * rng.choice([2, 3, 4])
+        types = ["sliding_attention", "full_attention"] * (n_layers // 2)
+    elif pattern == "gemma3":
+        n_layers = rng.choice([6, 12])
+        types = [("full_attention" if i % 6 == 5 else "sliding_attention") for i in range(n_layers)]
+    else:
+        n_layers = rng.choice([3, 4, 7, 9])
+        types = [rng.choice(["sliding_attention", "full_attention"]) for _ in range(n_layers - 1)]
+        types.append("full_attention")  # HF forces the last layer to full attention
+    deep = n_layers > 16
+    heads = rng.choice([1, 2, 4] if deep else [2, 3, 4, 6])
+    kv_choices = [d for d in range(1, heads + 1) if heads % d == 0]
+    kv_heads = rng.choice(kv_choices)  # 1: MQA, heads: MHA, else GQA
+    head_dim = rng.choice([8, 16, 24] if deep else [8, 16, 24, 32])
+    full_head_dim = rng.choice([head_dim, 2 * head_dim, head_dim + 8])
+    full_kv_heads = rng.choice(kv_choices)
+    k_eq_v = rng.random() < 0.25
+    flat_form = index % 2 == 0
+    # Longest KV-sharing tail that still leaves every layer type a cache-owning layer (HF's rule).
+    max_shared = 0
+    for s in range(1, n_layers):
+        if set(types[: n_layers - s]) == set(types):
+            max_shared = s
+    n_shared = rng.choice([0, 0, max_shared // 2, max_shared]) if max_shared else 0
+    if index == 0:
+        n_shared = 20  # E2B: layers 15..34 reuse the K/V of layers 13 (sliding) and 14 (full)
+    sliding_window = rng.choice([6, 11, 24, 40]) if rng.random() < 0.6 else rng.choice([128, 512])
+    sliding_theta = rng.choice([100.0, 5_000.0, 10_000.0])
+    full_rope = rng.choice([
+        {"rope_type": "proportional", "partial_rotary_factor": rng.choice([0.25, 0.5, 0.125, 1.0]),
+         "rope_theta": rng.choice([10_000.0, 200_000.0, 1_000_000.0])},
+        {"rope_type": "default", "rope_theta": rng.choice([10_000.0, 500_000.0])},
+    ])
+    ple = rng.choice([4, 8] if deep else [0, 4, 8, 16])
+    if ple == 0:
+        # transformers 5.23.0 cannot run KV sharing without per-layer embeddings
+        # (`_maybe_slice_kv_shared_inputs` slices `per_layer_inputs`, which is None then).
+        n_shared = 0
+    text = dict(
+        hidden_size=hidden,
+        intermediate_size=rng.choice([hidden, 2 * hidden]) // (2 if deep else 1),
+        num_hidden_layers=n_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        layer_types=types,
+        sliding_window=sliding_window,
+        num_kv_shared_layers=n_shared,
+        use_double_wide_mlp=rng.random() < 0.5,
+        hidden_size_per_layer_input=ple,
+        final_logit_softcapping=rng.choice([None, 10.0, 30.0, 50.0]),
+        rms_norm_eps=rng.choice([1e-6, 1e-5]),
+        attention_k_eq_v=k_eq_v,
+        attention_bias=rng.random() < 0.25,
+        tie_word_embeddings=rng.random() < 0.8,
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": sliding_theta},
+            "full_attention": full_rope,
+        },
+    )
+    if flat_form:
+        text["global_head_dim"] = full_head_dim
+        if k_eq_v:
+            text["num_global_key_value_heads"] = full_kv_heads
+    else:
+        text["per_layer_config"] = {
+            i: {"head_dim": full_head_dim, "num_key_value_heads": full_kv_heads}
+            for i, t in enumerate(types) if t == "full_attention"
+        }
+
+    # --- audio encoder ---
+    a_heads = rng.choice([1, 2, 3, 4])
+    a_hidden = a_heads * rng.choice([8, 12, 16])
+    chunk = rng.choice([4, 6, 8, 12])
+    audio = dict(
+        hidden_size=a_hidden,
+        num_hidden_layers=rng.choice([1, 2, 3]),
+        num_attention_heads=a_heads,
+        # The first conv must have 128 channels: HF sizes `input_proj_linear` as
+        # (channels[0] // 4) * channels[1], which is the flattened width only when channels[0]
+        # equals the 128 mel bins.
+        subsampling_conv_channels=[128, rng.choice([4, 8, 16, 32])],
+        conv_kernel_size=rng.choice([1, 3, 5, 7]),
+        attention_chunk_size=chunk,
+        # The released encoder is causal (no right context); the left context may not exceed the
+        # chunk by more than one frame (HF's relative-position table is sized from the chunk).
+        attention_context_left=rng.randint(2, chunk + 1),
+        attention_context_right=0,
+        attention_logit_cap=rng.choice([20.0, 50.0]),
+        output_proj_dims=rng.choice([24, 40, hidden, 2 * hidden]),
+        rms_norm_eps=rng.choice([1e-6, 1e-5]),
+    )
+    if index == 0:
+        text["use_double_wide_mlp"] = True  # as E2B: the 20 KV-shared layers have twice the MLP
+    if index == 4:
+        audio["attention_context_left"] = 2  # each frame attends to itself alone
+    return dict(
+        name=f"sampled-{index:02d}",
+        seed=seed,
+        dtype=dtype,
+        shard_bytes=[None, 400_000][(index // 2) % 2] if index % 5 != 4 else 150_000,
+        vocab_target=rng.choice([330, 380, 420]),
+        specials_at_end=rng.random() < 0.4,
+        text=text,
+        audio=audio,
+        clip_bounds=rng.choice(["shared_qkv", "independent"]),
+        vision=index % 4 == 3,
+        flat_form=flat_form,
+        favour=SAMPLED_FAVOUR.get(index),
+        # A deep stack of random layers with sharp attention is chaotic (f32 rounding in its input
+        # moves its logits by percents, in transformers as in any other implementation): smaller
+        # q/k norm weights soften the attention there. `golden_for` checks the conditioning.
+        qk_norm=(0.3, 0.6) if deep else None,
+        check_conditioning=True,
+        # Small decoders give flatter logits than the hand-written fixtures: a wider final norm
+        # keeps greedy margins clear of the 0.05 the golden test stops comparing at, but not so
+        # wide that the final softcap saturates (which would flatten them again).
+        final_norm=tuple(f * min(10.0, (text["final_logit_softcapping"] or 1e9) / 3) for f in (0.8, 1.2)),
+        clips=[SAMPLED_FIRST_CLIP, rng.choice(SAMPLED_OTHER_CLIPS)],
+    )
+
+
+def sampled_specs() -> list[dict]:
+    return [sampled_spec(i) for i in range(SAMPLED_COUNT)]
+
+
 def scale_weights(model: Gemma4ForConditionalGeneration, spec: dict, gen: torch.Generator) -> None:
     """Random weights with O(1) activations and well separated greedy logits.
 
@@ -306,7 +470,10 @@ def scale_weights(model: Gemma4ForConditionalGeneration, spec: dict, gen: torch.
                 continue
             if name.endswith("softcap") and p.dim() == 0:
                 continue
-            if name.endswith("per_dim_scale"):
+            if spec.get("qk_norm") and name.endswith(("self_attn.q_norm.weight", "self_attn.k_norm.weight")):
+                # Softer decoder attention for deep stacks (see `sampled_spec`).
+                p.copy_(uniform(p.shape, *spec["qk_norm"]))
+            elif name.endswith("per_dim_scale"):
                 p.copy_(normal(p.shape, 0.5))
             elif name.endswith("layer_scalar"):
                 p.copy_(uniform(p.shape, 0.6, 1.2))
@@ -314,7 +481,7 @@ def scale_weights(model: Gemma4ForConditionalGeneration, spec: dict, gen: torch.
                 p.copy_(normal(p.shape, 1.0 / math.sqrt(text_hidden)))
             elif name == "model.language_model.norm.weight":
                 # The tied head reads the final norm: a wider norm gives logits a spread of a few units.
-                p.copy_(uniform(p.shape, 4.0, 7.0))
+                p.copy_(uniform(p.shape, *spec.get("final_norm", (4.0, 7.0))))
             elif name.endswith("embed_tokens_per_layer.weight"):
                 p.copy_(normal(p.shape, 1.0 / math.sqrt(max(spec["text"]["hidden_size_per_layer_input"], 1))))
             elif p.dim() == 1 and (name.endswith("norm.weight") or ".norm" in name or "layernorm" in name):
@@ -363,7 +530,10 @@ def build_checkpoint(spec: dict, out_dir: Path) -> tuple[Path, GemmaTokenizer]:
         vision_cfg = Gemma4VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                         num_attention_heads=2, num_key_value_heads=2, head_dim=16,
                                         position_embedding_size=64, patch_size=4, pooling_kernel_size=2)
+    # An untied head must be untied at the top level too (that is the flag the model reads).
+    untied = {} if text.get("tie_word_embeddings", True) else {"tie_word_embeddings": False}
     cfg = Gemma4Config(
+        **untied,
         text_config=text_cfg, audio_config=audio_cfg, vision_config=vision_cfg,
         boa_token_id=ids["<|audio>"], eoa_token_index=ids["<audio|>"], audio_token_id=ids["<|audio|>"],
         boi_token_id=ids["<|image>"], eoi_token_id=ids["<image|>"], image_token_id=ids["<|image|>"],
@@ -375,6 +545,10 @@ def build_checkpoint(spec: dict, out_dir: Path) -> tuple[Path, GemmaTokenizer]:
     model = Gemma4ForConditionalGeneration(cfg).eval()
     gen = torch.Generator().manual_seed(spec["seed"])
     scale_weights(model, spec, gen)
+    if spec.get("favour"):
+        token, factor = spec["favour"]
+        with torch.no_grad():
+            model.get_output_embeddings().weight[ids[token]] *= factor
 
     ckpt = out_dir / spec["name"]
     if ckpt.exists():
@@ -388,12 +562,14 @@ def build_checkpoint(spec: dict, out_dir: Path) -> tuple[Path, GemmaTokenizer]:
     # The released config.json names the end-of-audio id `eoa_token_id`; HF's class calls it
     # `eoa_token_index`. Write the released spelling for the E2B-shaped checkpoint, keep HF's elsewhere.
     cfg_json = json.loads((ckpt / "config.json").read_text())
-    if spec["name"] == "e2b-shaped":
+    if spec["name"] == "e2b-shaped" or spec.get("flat_form"):
         cfg_json["eoa_token_id"] = cfg_json.pop("eoa_token_index")
         # Released E2B config.json uses the flat `global_head_dim` form, not `per_layer_config`.
         tc = cfg_json["text_config"]
         tc.pop("per_layer_config", None)
         tc["global_head_dim"] = spec["text"]["global_head_dim"]
+        if "num_global_key_value_heads" in spec["text"]:
+            tc["num_global_key_value_heads"] = spec["text"]["num_global_key_value_heads"]
         (ckpt / "config.json").write_text(json.dumps(cfg_json, indent=2, sort_keys=True) + "\n")
     GenerationConfig(
         bos_token_id=ids["<bos>"], pad_token_id=ids["<pad>"],
@@ -419,12 +595,20 @@ def build_checkpoint(spec: dict, out_dir: Path) -> tuple[Path, GemmaTokenizer]:
 # ---------------------------------------------------------------------------------------------
 
 
-def golden_for(ckpt: Path, tok: GemmaTokenizer, wav: np.ndarray, language: str = "English") -> dict:
+def golden_for(ckpt: Path, tok: GemmaTokenizer, wav: np.ndarray, language: str = "English",
+               check_conditioning: bool = False) -> dict:
     from transformers import Gemma4Processor
     from transformers.models.gemma4.image_processing_gemma4 import Gemma4ImageProcessor
     from transformers.models.gemma4.video_processing_gemma4 import Gemma4VideoProcessor
 
+    # The reference is the saved file loaded as transformers loads any checkpoint, in float32:
+    # bf16/f16 weights are widened exactly, and the non-persistent buffers (the embedding scale,
+    # the RoPE tables, the audio timescales) are computed afresh in float32, as they are on every
+    # real load. Never an in-memory model cast to the storage dtype and back: that would round
+    # those buffers, which no loading path does.
     model = Gemma4ForConditionalGeneration.from_pretrained(ckpt, dtype=torch.float32).eval()
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        assert t.dtype == torch.float32 or not t.is_floating_point(), (name, t.dtype)
     proc = Gemma4Processor(feature_extractor=Gemma4AudioFeatureExtractor(), image_processor=Gemma4ImageProcessor(),
                            tokenizer=tok, video_processor=Gemma4VideoProcessor())
     inputs = proc(text=asr_prompt_text(tok.audio_token, language), audio=[wav], return_tensors="pt")
@@ -446,6 +630,19 @@ def golden_for(ckpt: Path, tok: GemmaTokenizer, wav: np.ndarray, language: str =
         out = model(**inputs, use_cache=False)
     for h in hooks:
         h.remove()
+    if check_conditioning:
+        # A reference is only useful if rounding-level changes of its input move its output by
+        # much less than the golden tolerance (1e-3 of max): jitter the audio embeddings by one
+        # part in a million and require the prompt logits to move by under 5e-4 of max.
+        noise = torch.Generator().manual_seed(0)
+        jitter = model.model.embed_audio.register_forward_hook(
+            lambda _m, _i, o: o * (1 + 1e-6 * torch.randn(o.shape, generator=noise)))
+        with torch.no_grad():
+            moved = model(**inputs, use_cache=False).logits[0, -1]
+        jitter.remove()
+        ref = out.logits[0, -1]
+        rel = float((moved - ref).abs().max() / ref.abs().max())
+        assert rel < 5e-4, f"{ckpt.name}: ill-conditioned reference (1e-6 input jitter moves logits {rel:.1e} of max)"
 
     mel = inputs["input_features"][0].float()
     mel_mask = inputs["input_features_mask"][0]
@@ -493,37 +690,61 @@ def sha256(path: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "tests" / "fixtures"))
+    ap.add_argument("--only-sampled", action="store_true",
+                    help="regenerate only the sampled-* checkpoints and their references, reading the "
+                         "committed clips (the rest of the output is left as it is)")
     args = ap.parse_args()
     out = Path(args.out)
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
 
-    manifest = make_audio(out)
     models_dir = out / "models"
     golden_dir = out / "golden"
-    if golden_dir.exists():
-        shutil.rmtree(golden_dir)
-    summary = {}
-    for spec in model_specs():
+    if args.only_sampled:
+        manifest = json.loads((out / "audio" / "manifest.json").read_text())
+        specs = sampled_specs()
+        summary = json.loads((golden_dir / "summary.json").read_text())
+        for name in list(summary):
+            if name.startswith("sampled-"):
+                del summary[name]
+        for d in list(golden_dir.glob("sampled-*")) + list(models_dir.glob("sampled-*")):
+            shutil.rmtree(d)
+    else:
+        manifest = make_audio(out)
+        specs = model_specs() + sampled_specs()
+        summary = {}
+        if golden_dir.exists():
+            shutil.rmtree(golden_dir)
+        for d in models_dir.glob("sampled-*"):
+            shutil.rmtree(d)
+    for spec in specs:
         ckpt, tok = build_checkpoint(spec, models_dir)
         (golden_dir / spec["name"]).mkdir(parents=True, exist_ok=True)
+        clips = spec.get("clips") or [e["clip"] for e in manifest if e["golden"]]
         for entry in manifest:
-            if not entry["golden"]:
+            if entry["clip"] not in clips:
                 continue
+            assert entry["golden"], entry
             wav = read_wav_mono_f32(out / "audio" / entry["file"])
-            tensors = golden_for(ckpt, tok, wav)
+            tensors = golden_for(ckpt, tok, wav, check_conditioning=spec.get("check_conditioning", False))
             dst = golden_dir / spec["name"] / f"{entry['clip']}.safetensors"
             # No safetensors metadata: its key order is not stable between runs.
             save_file(tensors, str(dst))
+            generated = tensors["generated_ids"].tolist()
+            placeholders = sorted({tok.convert_tokens_to_ids(t) for t in ("<|image|>", "<|audio|>", "<|video|>")}
+                                  & set(generated))
             summary.setdefault(spec["name"], {})[entry["clip"]] = {
                 "prompt_len": int(tensors["prompt_ids"].shape[0]),
                 "audio_tokens": int(tensors["audio_embeds"].shape[0]),
-                "generated_ids": tensors["generated_ids"].tolist(),
+                "generated_ids": generated,
                 "min_margin": round(float(tensors["generated_margins"].min()), 4),
             }
+            if placeholders:
+                summary[spec["name"]][entry["clip"]]["generated_placeholders"] = placeholders
             print(f"{spec['name']:>12} {entry['clip']:>10}: prompt {summary[spec['name']][entry['clip']]['prompt_len']}"
-                  f" tokens, generated {tensors['generated_ids'].tolist()}"
-                  f" (min margin {summary[spec['name']][entry['clip']]['min_margin']})", flush=True)
+                  f" tokens, generated {generated}"
+                  f" (min margin {summary[spec['name']][entry['clip']]['min_margin']})"
+                  + (f" placeholders {placeholders}" if placeholders else ""), flush=True)
     (golden_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
 
 
