@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -19,11 +20,14 @@ use clap::Args;
 use hark_model::features::log_mel;
 use hark_model::nn::to_vec;
 use hark_model::text::Logits;
-use hark_model::{BackendKind, BackendTask, SpeechModel, Task, WeightDtype, run_on, synthetic};
+use hark_model::{
+    BackendKind, BackendTask, Checkpoint, SpeechModel, Task, WeightsChoice, run_on, synthetic,
+};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model_args::{BackendArg, WeightsArg};
+use crate::model_args::BackendArg;
+use crate::stream_bench::{self, StreamRun};
 
 /// A speech clip from the reference fixtures (espeak-ng, 5.6 s), looped to the bench length.
 const DEFAULT_CLIP: &[u8] = include_bytes!("../../tests/fixtures/audio/april.wav");
@@ -42,9 +46,9 @@ pub struct BenchArgs {
     /// Backend to run on.
     #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
     pub backend: BackendArg,
-    /// Precision of matmul weights.
-    #[arg(long, value_enum, default_value_t = WeightsArg::Auto)]
-    pub weights: WeightsArg,
+    /// Precision of matmul weights: auto, f32, f16, bf16, q8, q4.
+    #[arg(long, default_value_t = WeightsChoice::Auto)]
+    pub weights: WeightsChoice,
     /// Audio file (default: a speech fixture clip), looped or cut to --seconds.
     #[arg(long)]
     pub audio: Option<PathBuf>,
@@ -60,6 +64,15 @@ pub struct BenchArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Build the synthetic weights in memory instead of writing them once to the cache
+    /// directory and memory-mapping them (load time and memory are then not a real load's).
+    #[arg(long)]
+    pub in_memory: bool,
+    /// Also run one stream through the streaming engine (VAD off, then on; partials on;
+    /// 320 ms chunks) on a simulated real-time clock: compute real-time factor, onset → first
+    /// partial, end of speech → final.
+    #[arg(long)]
+    pub stream: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -80,6 +93,8 @@ pub struct BenchReport {
     pub backend: String,
     pub weights: String,
     pub threads: usize,
+    /// The CPU's model name and the kernel path Hark's matmuls take on it.
+    pub cpu: String,
     pub audio_seconds: f64,
     pub audio_tokens: usize,
     pub prompt_tokens: usize,
@@ -106,6 +121,9 @@ pub struct BenchReport {
     pub load_avg_after: f64,
     /// Every warm run, per stage (decode: ms per token).
     pub samples_ms: StageSamples,
+    /// `--stream`: one stream through the streaming engine, VAD off and on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stream: Vec<StreamRun>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -138,9 +156,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BackendArg::Ndarray => BackendKind::NdArray,
         BackendArg::Cuda => BackendKind::Cuda,
     };
-    if args.weights == WeightsArg::F16 && !kind.supports_f16() {
-        bail!(hark_model::backend::BackendError::NoF16(kind.name()));
-    }
     let (report, inputs) = run_on(kind, Job { args: &args, kind })??;
     // The model is gone by now: the reference gets the memory to itself.
     let inputs_dir = match (&args.save_inputs, &args.compare_hf) {
@@ -197,9 +212,10 @@ fn measure<B: Backend>(
     let load_avg_before = load_avg().unwrap_or(f64::NAN);
 
     let started = Instant::now();
-    let ckpt = synthetic::checkpoint(&name, &config, generation.as_ref(), args.seed)
-        .with_context(|| format!("cannot build the {name} model"))?;
+    let ckpt = synthetic_checkpoint(args, &name, &config, generation.as_ref())?;
     let build_s = started.elapsed().as_secs_f64();
+    // Building the weights is not loading them: the peak memory reported is the model's.
+    reset_peak_rss();
     let (checkpoint_bytes, params) = ckpt
         .tensors
         .names()
@@ -212,14 +228,12 @@ fn measure<B: Backend>(
             };
             (bytes + n * size, params + n)
         });
-    let weights = match args.weights {
-        WeightsArg::F32 => WeightDtype::F32,
-        WeightsArg::F16 => WeightDtype::F16,
-        WeightsArg::Auto => kind.default_weights(params),
-    };
+    let weights = kind.weights(args.weights, params)?;
     let started = Instant::now();
-    let model = SpeechModel::<B>::load(ckpt, device, weights)
-        .with_context(|| format!("cannot load the {name} model"))?;
+    let model = Arc::new(
+        SpeechModel::<B>::load(ckpt, device, weights)
+            .with_context(|| format!("cannot load the {name} model"))?,
+    );
     let load_s = started.elapsed().as_secs_f64();
     let rss_after_load_gb = rss_gb("VmRSS:").unwrap_or(f64::NAN);
     tracing::info!("built {name} in {build_s:.1} s, loaded in {load_s:.1} s");
@@ -303,6 +317,17 @@ fn measure<B: Backend>(
         }
     }
 
+    let stream = if args.stream {
+        let runs = [false, true]
+            .into_iter()
+            .map(|vad| stream_bench::run(&model, &samples, vad, args.decode_steps))
+            .collect::<Result<Vec<_>>>()?;
+        sync()?;
+        runs
+    } else {
+        Vec::new()
+    };
+
     let audio_seconds = samples.len() as f64 / hark_model::SAMPLE_RATE as f64;
     let (mel_ms, encoder_ms) = (median(&s.mel), median(&s.encoder));
     let (audio_prefill_ms, prompt_prefill_ms) =
@@ -311,8 +336,9 @@ fn measure<B: Backend>(
     let report = BenchReport {
         model: name,
         backend: kind.name().to_string(),
-        weights: format!("{weights:?}").to_lowercase(),
+        weights: weights.to_string(),
         threads: cpu_threads(),
+        cpu: cpu_name(),
         audio_seconds,
         audio_tokens: prompt.audio_len,
         prompt_tokens: prompt.ids.len(),
@@ -337,6 +363,7 @@ fn measure<B: Backend>(
         load_avg_before,
         load_avg_after: load_avg().unwrap_or(f64::NAN),
         samples_ms: s,
+        stream,
     };
     let inputs = Inputs {
         config,
@@ -346,6 +373,60 @@ fn measure<B: Backend>(
         audio_len: prompt.audio_len,
     };
     Ok((report, inputs))
+}
+
+/// The synthetic checkpoint: in memory with `--in-memory`, else written once to a directory
+/// under the cache and memory-mapped from there, as a downloaded model is (so load time and
+/// resident memory are a real load's, and the packed-weight cache applies).
+fn synthetic_checkpoint(
+    args: &BenchArgs,
+    name: &str,
+    config: &Value,
+    generation: Option<&Value>,
+) -> Result<Checkpoint> {
+    let dir = match (args.in_memory, bench_dir()) {
+        (false, Some(root)) => {
+            let text = config.to_string();
+            let id = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            root.join(format!("{id:016x}-seed{}", args.seed))
+        }
+        _ => {
+            return synthetic::checkpoint(name, config, generation, args.seed)
+                .with_context(|| format!("cannot build the {name} model"));
+        }
+    };
+    if !dir.join("model.safetensors").exists() {
+        eprintln!("writing the {name} weights to {}", dir.display());
+        synthetic::write_dir(&dir, config, generation, args.seed)
+            .with_context(|| format!("cannot write the {name} model"))?;
+    }
+    let mut ckpt =
+        Checkpoint::open(&dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    ckpt.name = name.to_string();
+    Ok(ckpt)
+}
+
+/// Where `hark bench` keeps its synthetic checkpoints: `$HARK_CACHE_DIR/bench`, else
+/// `$XDG_CACHE_HOME/hark/bench`, else `~/.cache/hark/bench`.
+fn bench_dir() -> Option<PathBuf> {
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("HARK_CACHE_DIR")
+        .map(|d| d.join("bench"))
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("hark/bench")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/hark/bench")))
+}
+
+/// Reset the process's peak resident memory (Linux: `5` to `/proc/self/clear_refs`).
+fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::debug!("cannot reset the peak RSS: {e}");
+    }
 }
 
 fn push(warm: bool, into: &mut Vec<f64>, since: Instant) {
@@ -370,6 +451,20 @@ fn rss_gb(field: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024.0 / 1e9)
+}
+
+/// The CPU model (Linux `/proc/cpuinfo`) and the instruction set the kernels dispatch to.
+fn cpu_name() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{model}, {} kernels", hark_kernels::detected_isa().name())
 }
 
 /// One-minute load average (Linux).
@@ -530,7 +625,7 @@ fn table(h: &BenchReport, hf: Option<&Value>) -> String {
     let mut out = format!(
         "hark bench: {} on {} ({} weights, {} threads), {:.1} s of audio = {} audio tokens, \
          {}-token prompt; median of {} warm runs; load average {:.1} → {:.1}\n\
-         checkpoint {:.2} GB (bf16, built in memory in {:.1} s), loaded in {:.1} s\n\n",
+         checkpoint {:.2} GB (bf16, built in {:.1} s), loaded in {:.1} s; CPU: {}\n\n",
         h.model,
         h.backend,
         h.weights,
@@ -544,6 +639,7 @@ fn table(h: &BenchReport, hf: Option<&Value>) -> String {
         h.checkpoint_gb,
         h.build_s,
         h.load_s,
+        h.cpu,
     );
     let ref_name = hf
         .and_then(|v| v["label"].as_str())
@@ -641,6 +737,9 @@ fn table(h: &BenchReport, hf: Option<&Value>) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    if !h.stream.is_empty() {
+        out.push_str(&stream_bench::table(&h.stream));
+    }
     out
 }
 
@@ -654,6 +753,7 @@ mod tests {
             backend: "flex".into(),
             weights: "f16".into(),
             threads: 2,
+            cpu: "test CPU, avx2 kernels".into(),
             audio_seconds: 10.0,
             audio_tokens: 250,
             prompt_tokens: 325,
@@ -675,6 +775,7 @@ mod tests {
             load_avg_before: 1.0,
             load_avg_after: 1.0,
             samples_ms: StageSamples::default(),
+            stream: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ mod model_args;
 mod model_cmd;
 mod output;
 mod remote;
+mod stream_bench;
 mod transcribe;
 mod transcribe_remote;
 

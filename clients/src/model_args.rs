@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
-use hark_model::{BackendKind, Checkpoint, SpeechModel, WeightDtype};
+use hark_model::{BackendKind, Checkpoint, SpeechModel, WeightsChoice};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DeviceArg {
@@ -20,14 +20,6 @@ pub enum BackendArg {
     Cuda,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WeightsArg {
-    /// f16 for large models on backends that have it, f32 otherwise.
-    Auto,
-    F32,
-    F16,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Model directory (Hugging Face layout) or repo id resolved from the local Hugging Face
@@ -40,9 +32,10 @@ pub struct ModelArgs {
     /// CPU backend (flex is the fast one); `cuda` is implied by `--device cuda`.
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
-    /// Precision of matmul weights.
-    #[arg(long, value_enum, default_value_t = WeightsArg::Auto)]
-    pub weights: WeightsArg,
+    /// Precision of matmul weights: auto, f32, f16, bf16, q8, q4 (auto: q8 on the CPU and f16
+    /// on a GPU for large models, f32 for small ones).
+    #[arg(long, default_value_t = WeightsChoice::Auto)]
+    pub weights: WeightsChoice,
 }
 
 impl ModelArgs {
@@ -77,27 +70,12 @@ impl ModelArgs {
     ) -> Result<SpeechModel<B>> {
         let started = Instant::now();
         let ckpt = self.checkpoint()?;
-        let weights = match self.weights {
-            WeightsArg::F32 => WeightDtype::F32,
-            WeightsArg::F16 if !kind.supports_f16() => {
-                bail!(hark_model::backend::BackendError::NoF16(kind.name()))
-            }
-            WeightsArg::F16 => WeightDtype::F16,
-            WeightsArg::Auto => {
-                let params: usize = ckpt
-                    .tensors
-                    .names()
-                    .filter_map(|n| ckpt.tensors.shape(n))
-                    .map(|s| s.iter().product::<usize>())
-                    .sum();
-                kind.default_weights(params)
-            }
-        };
+        let weights = kind.weights(self.weights, ckpt.tensors.parameters())?;
         let name = ckpt.name.clone();
         let model = SpeechModel::<B>::load(ckpt, device, weights)
             .with_context(|| format!("cannot load model {name}"))?;
         tracing::info!(
-            "loaded {name} on {kind} ({weights:?} weights) in {:.2} s",
+            "loaded {name} on {kind} ({weights} weights) in {:.2} s",
             started.elapsed().as_secs_f64()
         );
         Ok(model)

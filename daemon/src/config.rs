@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use hark_audio_io::{MAX_INPUT_RATE, MIN_INPUT_RATE};
-use hark_model::{BackendKind, WeightDtype};
+use hark_model::{BackendKind, WeightsChoice};
 use hark_protocol::{Encoding, Limits};
 use serde::{Deserialize, Serialize};
 
@@ -65,28 +65,6 @@ pub enum BackendName {
     Flex,
     Ndarray,
     Cuda,
-}
-
-/// Precision of matmul weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Weights {
-    /// f16 for large models on backends that have it, f32 otherwise.
-    #[default]
-    Auto,
-    F32,
-    F16,
-}
-
-impl Weights {
-    /// The dtype to load, for a model of `parameters` weights on `kind`.
-    pub fn dtype(self, kind: BackendKind, parameters: usize) -> WeightDtype {
-        match self {
-            Weights::Auto => kind.default_weights(parameters),
-            Weights::F32 => WeightDtype::F32,
-            Weights::F16 => WeightDtype::F16,
-        }
-    }
 }
 
 /// Log line format.
@@ -166,7 +144,7 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendName>,
     /// Precision of matmul weights.
-    pub weights: Weights,
+    pub weights: WeightsChoice,
     /// Bearer token clients must present; absent: no authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -213,7 +191,7 @@ impl Default for Config {
             model: None,
             device: Device::Cpu,
             backend: None,
-            weights: Weights::Auto,
+            weights: WeightsChoice::Auto,
             token: None,
             token_file: None,
             max_sessions: 64,
@@ -260,9 +238,10 @@ pub struct Cli {
     /// CPU backend [default: flex].
     #[arg(long, value_enum, env = "HARKD_BACKEND")]
     pub backend: Option<BackendName>,
-    /// Precision of matmul weights [default: auto].
-    #[arg(long, value_enum, env = "HARKD_WEIGHTS")]
-    pub weights: Option<Weights>,
+    /// Precision of matmul weights: auto, f32, f16, bf16, q8, q4 [default: auto: q8 on the
+    /// CPU and f16 on a GPU for large models, f32 for small ones].
+    #[arg(long, env = "HARKD_WEIGHTS")]
+    pub weights: Option<WeightsChoice>,
     /// Bearer token clients must present (prefer --token-file: flags are visible in ps).
     #[arg(long, env = "HARKD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

@@ -42,7 +42,7 @@ pub struct LoadedModel {
     /// Backend the model runs on.
     pub backend: BackendKind,
     /// Matmul weight precision.
-    pub weights: hark_model::WeightDtype,
+    pub weights: hark_model::Weights,
     /// The workers.
     pub scheduler: Scheduler,
     /// The decoder batcher the workers' streams share, when batching is on. Declared after the
@@ -117,7 +117,7 @@ fn checkpoint(cfg: &Config) -> Result<Checkpoint, ModelLoadError> {
 struct Start {
     ckpt: Checkpoint,
     kind: BackendKind,
-    weights: crate::config::Weights,
+    weights: hark_model::WeightsChoice,
     scheduler: SchedulerConfig,
     batch: usize,
 }
@@ -126,17 +126,9 @@ impl BackendTask for Start {
     type Output = Result<LoadedModel, ModelLoadError>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let parameters: usize = self
-            .ckpt
-            .tensors
-            .names()
-            .filter_map(|n| self.ckpt.tensors.shape(n))
-            .map(|s| s.iter().product::<usize>())
-            .sum();
-        let weights = self.weights.dtype(self.kind, parameters);
-        if weights == hark_model::WeightDtype::F16 && !self.kind.supports_f16() {
-            return Err(BackendError::NoF16(self.kind.name()).into());
-        }
+        let weights = self
+            .kind
+            .weights(self.weights, self.ckpt.tensors.parameters())?;
         let name = self.ckpt.name.clone();
         let model = SpeechModel::<B>::load(self.ckpt, &device, weights).map_err(|source| {
             ModelLoadError::Load {

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use burn::tensor::backend::Backend;
 
-use crate::nn::WeightDtype;
+use crate::weights::{Kernels, WeightDtype, Weights, WeightsChoice};
 
 /// A backend Hark can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,20 +41,40 @@ impl BackendKind {
         }
     }
 
-    /// Whether the backend computes f16 matmuls.
-    pub fn supports_f16(self) -> bool {
-        !matches!(self, BackendKind::NdArray)
+    /// Which code multiplies by the matmul weights: Hark's packed CPU kernels on the CPU
+    /// backends (every precision, quantized included), Burn's matmul on the GPU.
+    pub fn kernels(self) -> Kernels {
+        match self {
+            BackendKind::Flex | BackendKind::NdArray => Kernels::Host,
+            BackendKind::Cuda => Kernels::Burn,
+        }
     }
 
-    /// The matmul-weight precision to use when the user did not choose: f16 for large models
-    /// (it halves memory and bandwidth, and decode is bandwidth-bound), f32 for small ones
-    /// (exact parity with the float32 reference costs nothing there).
-    pub fn default_weights(self, parameters: usize) -> WeightDtype {
-        if self.supports_f16() && parameters > 200_000_000 {
-            WeightDtype::F16
-        } else {
-            WeightDtype::F32
+    /// The weights to load for the user's choice and a model of `parameters` weights.
+    /// `auto`: int8 on the CPU and f16 on the GPU for large models (decode reads every weight
+    /// once per token, so bytes per weight set its speed), f32 for small ones (exact parity
+    /// with the float32 reference costs nothing there).
+    pub fn weights(
+        self,
+        choice: WeightsChoice,
+        parameters: usize,
+    ) -> Result<Weights, BackendError> {
+        let kernels = self.kernels();
+        let dtype = match choice {
+            WeightsChoice::Fixed(d) => d,
+            WeightsChoice::Auto if parameters <= 200_000_000 => WeightDtype::F32,
+            WeightsChoice::Auto => match kernels {
+                Kernels::Host => WeightDtype::Q8,
+                Kernels::Burn => WeightDtype::F16,
+            },
+        };
+        if kernels == Kernels::Burn && dtype.burn_dtype().is_none() {
+            return Err(BackendError::Unsupported {
+                backend: self.name(),
+                weights: dtype,
+            });
         }
+        Ok(Weights { dtype, kernels })
     }
 }
 
@@ -85,8 +105,11 @@ pub enum BackendError {
     NotCompiled(&'static str),
     #[error("no usable CUDA GPU: {0}")]
     CudaUnavailable(String),
-    #[error("the {0} backend cannot hold f16 weights; use --weights f32")]
-    NoF16(&'static str),
+    #[error("the {backend} backend cannot run {weights} weights (use f16 or f32 there)")]
+    Unsupported {
+        backend: &'static str,
+        weights: WeightDtype,
+    },
 }
 
 /// Work to run with a concrete backend type.

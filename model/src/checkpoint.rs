@@ -326,6 +326,63 @@ impl TensorStore {
         self.tensors.keys().map(String::as_str)
     }
 
+    /// Number of stored values over every tensor.
+    pub fn parameters(&self) -> usize {
+        self.tensors
+            .values()
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum()
+    }
+
+    /// What names these exact bytes: each file's path, size and modification time, or `None`
+    /// for a checkpoint held in memory (keys the packed-weight cache).
+    pub fn identity(&self) -> Option<String> {
+        let mut parts = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            let Storage::Mapped(_) = shard.storage else {
+                return None;
+            };
+            let path = std::fs::canonicalize(&shard.label).ok()?;
+            let meta = std::fs::metadata(&path).ok()?;
+            let modified = meta
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?;
+            parts.push(format!(
+                "{} {} {}",
+                path.display(),
+                meta.len(),
+                modified.as_nanos()
+            ));
+        }
+        Some(parts.join("; "))
+    }
+
+    /// Give the mapped pages of `name` back to the OS: a tensor converted at load is not read
+    /// again, and its pages would otherwise stay in the process's resident memory.
+    pub fn release(&self, name: &str) {
+        let Some(info) = self.tensors.get(name) else {
+            return;
+        };
+        let Storage::Mapped(map) = &self.shards[info.shard].storage else {
+            return;
+        };
+        // Only whole pages inside the tensor: its neighbours may still be needed.
+        const PAGE: usize = 4096;
+        let (start, end) = (info.start.next_multiple_of(PAGE), info.end / PAGE * PAGE);
+        if end > start {
+            // SAFETY: the mapping is private and read-only; dropped pages are read again from
+            // the file if anything touches them, so no data is lost.
+            let dropped = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+            if let Err(e) = dropped {
+                tracing::debug!("madvise({name}): {e}");
+            }
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
@@ -471,6 +528,21 @@ impl TensorStore {
             StoredDtype::F32 => {
                 let src = bytemuck_cast::<f32>(&raw);
                 let mut out = vec![f16::ZERO; src.len()];
+                out.convert_from_f32_slice(&src);
+                out
+            }
+        })
+    }
+
+    /// The whole tensor as bf16 (f16 and f32 are rounded).
+    pub fn bf16(&self, name: &str) -> Result<Vec<bf16>, LoadError> {
+        let info = self.info(name)?;
+        let raw = self.raw(info);
+        Ok(match info.dtype {
+            StoredDtype::BF16 => bytemuck_cast::<bf16>(&raw),
+            StoredDtype::F16 | StoredDtype::F32 => {
+                let src = to_f32(info.dtype, &raw);
+                let mut out = vec![bf16::ZERO; src.len()];
                 out.convert_from_f32_slice(&src);
                 out
             }

@@ -20,15 +20,17 @@ pub mod gguf;
 pub mod hub;
 pub mod model;
 pub mod nn;
+pub mod packed_cache;
 pub mod prompt;
 pub mod quant;
 pub mod synthetic;
 pub mod text;
 pub mod tokenizer;
+pub mod weights;
 
 pub use backend::{BackendKind, BackendTask, run_on};
 pub use checkpoint::{Checkpoint, EmbeddedCheckpoint};
 pub use error::{LoadError, ModelError};
 pub use model::{GenerateOptions, SAMPLE_RATE, SpeechModel, Transcript};
-pub use nn::WeightDtype;
+pub use weights::{Kernels, WeightDtype, Weights, WeightsChoice};
 pub use prompt::Task;

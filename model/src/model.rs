@@ -6,14 +6,16 @@ use std::time::Instant;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::audio::{self, AudioEncoder};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, TensorStore};
 use crate::config::ModelConfig;
 use crate::error::{LoadError, ModelError};
 use crate::features::{self, MelSpec};
-use crate::nn::{Loader, WeightDtype, to_vec};
+use crate::nn::{Loader, to_vec};
+use crate::packed_cache::PackedCache;
 use crate::prompt::{self, Prompt, Task};
 use crate::text::{self, DecoderCache, Logits, TextDecoder};
 use crate::tokenizer::{TextTokenizer, special};
+use crate::weights::{Kernels, Weights};
 
 /// Samples per second of the model's input.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -27,7 +29,7 @@ pub struct SpeechModel<B: Backend> {
     pub mel: Arc<MelSpec>,
     pub encoder: AudioEncoder<B>,
     pub decoder: TextDecoder<B>,
-    pub weights: WeightDtype,
+    pub weights: Weights,
     device: B::Device,
 }
 
@@ -129,8 +131,9 @@ impl<B: Backend> SpeechModel<B> {
     pub fn load(
         ckpt: Checkpoint,
         device: &B::Device,
-        weights: WeightDtype,
+        weights: impl Into<Weights>,
     ) -> Result<Self, LoadError> {
+        let weights = weights.into();
         check_tensors(&ckpt)?;
         let Checkpoint {
             name,
@@ -140,9 +143,14 @@ impl<B: Backend> SpeechModel<B> {
         } = ckpt;
         let store = Arc::new(tensors);
         let n_mels = config.features.feature_size;
-        let loader = Loader::<B>::new(&store, device.clone(), weights);
+        let cache = packed_cache(&store, weights);
+        let mut loader = Loader::<B>::new(&store, device.clone(), weights);
+        loader.cache = cache.as_ref();
         let encoder = AudioEncoder::load(&loader, &config.audio, n_mels, config.text.hidden_size)?;
         let decoder = TextDecoder::load(&loader, &config.text, config.text_activation)?;
+        if let Some(cache) = &cache {
+            cache.save();
+        }
         let mel = Arc::new(MelSpec::new(&config.features));
         Ok(Self {
             name,
@@ -516,6 +524,24 @@ pub fn quietest_cut(span: &[f32], search: usize) -> usize {
         pos += WINDOW / 2;
     }
     best.1
+}
+
+/// Models at least this large keep their packed weights on disk between starts (packing takes
+/// tens of seconds there; for small ones it is quicker than reading a cache).
+const PACKED_CACHE_MIN_PARAMETERS: usize = 100_000_000;
+
+/// The packed-weight cache for a checkpoint read from files, when the CPU kernels hold the
+/// weights and the model is large enough to be worth it.
+fn packed_cache(store: &TensorStore, weights: Weights) -> Option<PackedCache> {
+    if weights.kernels != Kernels::Host || store.parameters() < PACKED_CACHE_MIN_PARAMETERS {
+        return None;
+    }
+    let identity = store.identity()?;
+    let dir = PackedCache::default_dir()?;
+    Some(PackedCache::open(
+        &dir,
+        &format!("{identity}; {}", weights.dtype),
+    ))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Small building blocks shared by the audio encoder and the decoder.
 //!
-//! Precision policy: matmul weights are held in [`WeightDtype`] (f32, or f16 to halve memory
-//! and bandwidth); everything else — activations, norms, residuals, softmax — stays f32.
+//! Precision policy: matmul weights are held in a [`WeightDtype`] (f32, f16, bf16, or int8 /
+//! int4 blocks with scales; see [`crate::weights`]); everything else — activations, norms,
+//! residuals, softmax — stays f32.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -11,22 +12,8 @@ use burn::tensor::{DType, Tensor, TensorData, activation, backend::Backend};
 use crate::checkpoint::TensorStore;
 use crate::config::Activation;
 use crate::error::LoadError;
-
-/// Precision of matmul weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightDtype {
-    F32,
-    F16,
-}
-
-impl WeightDtype {
-    pub fn dtype(self) -> DType {
-        match self {
-            WeightDtype::F32 => DType::F32,
-            WeightDtype::F16 => DType::F16,
-        }
-    }
-}
+use crate::packed_cache::PackedCache;
+use crate::weights::{Matrix, WeightDtype, Weights};
 
 /// Reads tensors of a checkpoint onto a device, within a scope (a name prefix, as candle's
 /// `VarBuilder`): `l.pp("self_attn").f32("q_norm.weight", ..)` reads
@@ -39,7 +26,9 @@ impl WeightDtype {
 pub struct Loader<'a, B: Backend> {
     pub store: &'a Arc<TensorStore>,
     pub device: B::Device,
-    pub weights: WeightDtype,
+    pub weights: Weights,
+    /// Packed weights from an earlier start, and where this load's go.
+    pub cache: Option<&'a PackedCache>,
     /// Full name of this scope; empty at the root.
     prefix: String,
     /// Recording mode: where the `(name, shape)` of every tensor asked for goes.
@@ -71,7 +60,8 @@ pub(crate) fn record<T>(
     let loader = Loader {
         store: &store,
         device: Default::default(),
-        weights: WeightDtype::F32,
+        weights: WeightDtype::F32.into(),
+        cache: None,
         prefix: String::new(),
         recorder: Some(&recorder),
     };
@@ -82,11 +72,12 @@ pub(crate) fn record<T>(
 
 impl<'a, B: Backend> Loader<'a, B> {
     /// A loader at the root scope.
-    pub fn new(store: &'a Arc<TensorStore>, device: B::Device, weights: WeightDtype) -> Self {
+    pub fn new(store: &'a Arc<TensorStore>, device: B::Device, weights: Weights) -> Self {
         Self {
             store,
             device,
             weights,
+            cache: None,
             prefix: String::new(),
             recorder: None,
         }
@@ -166,22 +157,20 @@ impl<'a, B: Backend> Loader<'a, B> {
             .ok_or_else(|| LoadError::Other(format!("{name} is empty")))
     }
 
-    /// A matmul weight `[out, in]` in the configured precision.
-    pub fn matrix(&self, name: &str, out: usize, inp: usize) -> Result<Tensor<B, 2>, LoadError> {
+    /// A matmul weight `[out, in]` in the configured precision and place.
+    pub fn matrix(&self, name: &str, out: usize, inp: usize) -> Result<Matrix<B>, LoadError> {
         let name = self.name(name);
         if self.recorded(&name, &[out, inp]) {
-            return Ok(self.empty());
+            return Ok(Matrix::Device(self.empty()));
         }
-        match self.weights {
-            WeightDtype::F32 => self.read_f32(&name, [out, inp]),
-            WeightDtype::F16 => {
-                let data = self.store.f16(&name)?;
-                Ok(Tensor::from_data(
-                    TensorData::new(data, [out, inp]),
-                    (&self.device, DType::F16),
-                ))
-            }
-        }
+        Matrix::load(
+            self.store,
+            self.cache,
+            &name,
+            [out, inp],
+            self.weights,
+            &self.device,
+        )
     }
 
     /// A host-side f32 buffer of `shape`, row-major (zeros when recording).
@@ -204,13 +193,11 @@ impl<'a, B: Backend> Loader<'a, B> {
     }
 }
 
-/// `y = x Wᵀ (+ b)` with `W` stored `[out, in]` as in the checkpoint (no transpose at load:
-/// the matmul reads the transposed view).
+/// `y = x Wᵀ (+ b)` with `W` stored `[out, in]` as in the checkpoint.
 #[derive(Debug, Clone)]
 pub struct Linear<B: Backend> {
-    weight: Tensor<B, 2>,
+    weight: Matrix<B>,
     bias: Option<Tensor<B, 1>>,
-    dtype: WeightDtype,
 }
 
 impl<B: Backend> Linear<B> {
@@ -227,45 +214,25 @@ impl<B: Backend> Linear<B> {
         } else {
             None
         };
-        Ok(Self {
-            weight,
-            bias,
-            dtype: l.weights,
-        })
-    }
-
-    pub fn from_tensors(
-        weight: Tensor<B, 2>,
-        bias: Option<Tensor<B, 1>>,
-        dtype: WeightDtype,
-    ) -> Self {
-        Self {
-            weight,
-            bias,
-            dtype,
-        }
+        Ok(Self { weight, bias })
     }
 
     pub fn out_features(&self) -> usize {
-        self.weight.dims()[0]
+        self.weight.out_features()
     }
 
     /// `x`: `[rows, in]` (f32) → `[rows, out]` (f32).
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let w = self.weight.clone().transpose();
-        let y = match self.dtype {
-            WeightDtype::F32 => x.matmul(w),
-            WeightDtype::F16 => x.cast(DType::F16).matmul(w).cast(DType::F32),
-        };
+        let y = self.weight.matmul(x);
         match &self.bias {
             Some(b) => y + b.clone().unsqueeze_dim(0),
             None => y,
         }
     }
 
-    /// Rows of the weight matrix (for a tied embedding table), as f32.
-    pub fn rows(&self, ids: Tensor<B, 1, burn::tensor::Int>) -> Tensor<B, 2> {
-        self.weight.clone().select(0, ids).cast(DType::F32)
+    /// Rows of the weight matrix (for a tied embedding table), as f32 on `device`.
+    pub fn rows(&self, ids: &[u32], device: &B::Device) -> Tensor<B, 2> {
+        self.weight.rows(ids, device)
     }
 }
 

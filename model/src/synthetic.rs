@@ -14,7 +14,7 @@
 //! real tokenizer: 74 against 70 for the rendered ASR prompt (see [`tokenizer_json`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use half::bf16;
@@ -176,6 +176,61 @@ pub fn checkpoint(
         tokenizer,
         tensors,
     })
+}
+
+/// Write the checkpoint [`checkpoint`] builds to `dir` in the Hugging Face layout
+/// (`config.json`, `generation_config.json`, `tokenizer.json`, `model.safetensors`), so it can
+/// be opened like a downloaded one: memory-mapped, as a real model is loaded. The weights file
+/// is written last, under a temporary name, so a half-written directory is never taken for
+/// a whole one.
+pub fn write_dir(
+    dir: &Path,
+    config: &Value,
+    generation: Option<&Value>,
+    seed: u64,
+) -> Result<(), LoadError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LoadError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let write_json = |file: &str, value: &Value| {
+        let path = dir.join(file);
+        std::fs::write(&path, value.to_string()).map_err(io(&path))
+    };
+    write_json("config.json", config)?;
+    if let Some(g) = generation {
+        write_json("generation_config.json", g)?;
+    }
+    let tokenizer = tokenizer_json(config).map_err(|detail| LoadError::Tokenizer {
+        path: dir.join("tokenizer.json"),
+        detail,
+    })?;
+    write_json("tokenizer.json", &tokenizer)?;
+    let config_json: Gemma4ConfigJson =
+        serde_json::from_value(config.clone()).map_err(|source| LoadError::Json {
+            path: dir.join("config.json"),
+            source,
+        })?;
+    let generation: Option<GenerationConfigJson> = generation
+        .map(|g| serde_json::from_value(g.clone()))
+        .transpose()
+        .map_err(|source| LoadError::Json {
+            path: dir.join("generation_config.json"),
+            source,
+        })?;
+    let resolved =
+        ModelConfig::resolve(&config_json, generation.as_ref(), None).map_err(|source| {
+            LoadError::Config {
+                path: dir.join("config.json"),
+                source,
+            }
+        })?;
+    let bytes = safetensors_bytes(&resolved, seed)?;
+    let tmp = dir.join("model.safetensors.partial");
+    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+    let path = dir.join("model.safetensors");
+    std::fs::rename(&tmp, &path).map_err(io(&path))
 }
 
 /// Every tensor the speech model loads for `config`, with its shape (what

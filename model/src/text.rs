@@ -9,7 +9,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use burn::tensor::{Bool, Int, Tensor, TensorData, activation, backend::Backend};
+use burn::tensor::{Bool, Tensor, TensorData, activation, backend::Backend};
 
 use crate::checkpoint::TensorStore;
 use crate::config::{Activation, KvSource, LayerKind, LayerSpec, RopeSpec, TextConfig};
@@ -472,13 +472,10 @@ impl<B: Backend> TextDecoder<B> {
     /// ([`TextConfig::feedback_id`]), so a generated placeholder fed back is looked up as
     /// transformers looks it up.
     pub fn embed_tokens(&self, ids: &[u32]) -> Tensor<B, 2> {
-        let ids: Vec<i64> = ids
-            .iter()
-            .map(|&i| self.cfg.feedback_id(i) as i64)
-            .collect();
-        let n = ids.len();
-        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [n]), &self.device);
-        self.embed.rows(index).mul_scalar(self.embed_scale)
+        let ids: Vec<u32> = ids.iter().map(|&i| self.cfg.feedback_id(i)).collect();
+        self.embed
+            .rows(&ids, &self.device)
+            .mul_scalar(self.embed_scale)
     }
 
     /// Run `embeds` (`[t, hidden]`) at the positions following the cache. `ple_ids` are the
