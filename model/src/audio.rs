@@ -7,7 +7,7 @@
 //!
 //! Per stream the state is: the pending mel frames and conv0 rows of the subsampler, and per
 //! conformer layer the keys/values of the last `window − 1` tokens and the last `kernel − 1`
-//! GLU outputs of the light conv (spec §3.4).
+//! GLU outputs of the light conv (docs/model.md §3.2).
 
 use burn::tensor::{
     Bool, Int, Tensor, TensorData, activation, backend::Backend, module::conv2d, ops::ConvOptions,
@@ -34,7 +34,7 @@ pub fn subsampled_freqs(n_mels: usize) -> usize {
     n_mels.div_ceil(2).div_ceil(2)
 }
 
-/// Number of audio tokens of a clip with `valid_frames` valid mel frames (spec §2.8).
+/// Number of audio tokens of a clip with `valid_frames` valid mel frames (docs/model.md §1.5).
 pub fn tokens_for_frames(valid_frames: usize) -> usize {
     valid_frames.div_ceil(4)
 }
@@ -552,7 +552,7 @@ impl<B: Backend> FeedForward<B> {
 
 impl<B: Backend> Attention<B> {
     /// Causal sliding-window attention with relative-position bias: query t sees keys
-    /// t − window + 1 … t (spec §2.4; chunking in HF is an implementation detail).
+    /// t − window + 1 … t (docs/model.md §2.4; chunking in HF is an implementation detail).
     fn forward(&self, c: &AudioConfig, x: Tensor<B, 2>, state: &mut LayerState<B>) -> Tensor<B, 2> {
         let [t, d] = x.dims();
         let (h, hd, w) = (c.num_heads, c.head_dim, c.max_past);

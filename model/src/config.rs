@@ -384,7 +384,7 @@ impl TextConfig {
     /// per-layer-embedding table alike: multimodal placeholders become the pad id, every other
     /// id is itself. transformers does this to every input id (`Gemma4Model.forward`, its
     /// `multimodal_mask`), so it applies to prompt placeholders and equally to a placeholder
-    /// that greedy decoding *generated* and feeds back (docs/model.md, "Token ids").
+    /// that greedy decoding *generated* and feeds back (docs/model.md §5.4).
     pub fn feedback_id(&self, id: u32) -> u32 {
         if self.placeholder_ids.contains(&id) {
             self.pad_token_id

@@ -4,10 +4,11 @@
 //! chunks of any size and emits each frame as soon as it is final. A frame is final when the
 //! sample that decides its validity has arrived, so chunking can never change a frame.
 //!
-//! HF semantics (spec §1): 160 zero samples are prepended ("semicausal"); frame i analyses the
-//! 320 samples `x'[160 i .. 160 i + 320)` of the padded signal with a periodic Hann window,
-//! takes `|rfft_512|`, applies an HTK mel filterbank without normalisation and `ln(mel + 0.001)`;
-//! it is valid iff the 321st sample of its unfold window, `x'[160 i + 320]`, is real audio.
+//! HF semantics (docs/model.md §1): 160 zero samples are prepended ("semicausal"); frame i
+//! analyses the 320 samples `x'[160 i .. 160 i + 320)` of the padded signal with a periodic Hann
+//! window, takes `|rfft_512|`, applies an HTK mel filterbank without normalisation and
+//! `ln(mel + 0.001)`; it is valid iff the 321st sample of its unfold window, `x'[160 i + 320]`,
+//! is real audio.
 //! Invalid frames are zero in HF and never emitted here: the encoder's end-of-stream flush
 //! reproduces their effect (zero padding) exactly.
 
@@ -116,7 +117,7 @@ impl MelSpec {
         }
     }
 
-    /// Sum of all filter weights (the spec's reference value is 252.78514 for E2B's front-end).
+    /// Sum of all filter weights (docs/model.md §1.6 gives 252.78514 for E2B's front-end).
     pub fn filter_sum(&self) -> f64 {
         self.filters.iter().flat_map(|(_, w)| w.iter()).sum()
     }
@@ -221,7 +222,7 @@ mod tests {
             (spec.frame_length, spec.hop_length, spec.fft_length),
             (320, 160, 512)
         );
-        // Spec §1.5: filter matrix sum, float64.
+        // docs/model.md §1.6: filter matrix sum, float64.
         assert!(
             (spec.filter_sum() - 252.78514).abs() < 1e-4,
             "{}",
@@ -241,7 +242,7 @@ mod tests {
         }
     }
 
-    /// Spec §1.7b: HF 5.23.0 values for a 440 Hz sine, 0.5 amplitude, 1 s.
+    /// docs/model.md §1.6: HF 5.23.0 values for a 440 Hz sine, 0.5 amplitude, 1 s.
     #[test]
     fn reference_vector_of_the_spec() {
         let spec = e2b_spec();

@@ -1,7 +1,7 @@
 //! The E2B chat prompt around an audio span, and the audio-token arithmetic.
 //!
 //! The chat template renders one user turn holding the audio (first, as the model card
-//! recommends) and the instruction, then the generation prompt (spec §5.3):
+//! recommends) and the instruction, then the generation prompt (docs/model.md §5.2):
 //! `<bos><|turn>user\n<|audio|>{instruction}<turn|>\n<|turn>model\n`; the processor then
 //! expands the placeholder to `<|audio>` + `<|audio|>`×N + `<audio|>`. Hark tokenizes the
 //! rendered string with the checkpoint's tokenizer and expands the placeholder the same way.
@@ -127,7 +127,8 @@ pub fn build(
     })
 }
 
-/// Audio tokens for `samples` samples: `ceil(floor((N − 1) / 160) / 4)`, capped (spec §2.8).
+/// Audio tokens for `samples` samples: `ceil(floor((N − 1) / 160) / 4)`, capped
+/// (docs/model.md §1.5).
 pub fn audio_token_count(mel: &MelSpec, samples: usize, cap: usize) -> usize {
     crate::audio::tokens_for_frames(mel.valid_frames(samples)).min(cap)
 }
@@ -140,7 +141,7 @@ mod tests {
     #[test]
     fn token_count_formula_of_the_spec() {
         let mel = MelSpec::new(&FeatureExtractorJson::default());
-        // Spec §3.5 Test A lengths and their ceil(floor((N-1)/160)/4) values.
+        // The lengths of docs/model.md §1.5 and their ceil(floor((N-1)/160)/4) values.
         let cases = [
             (160, 0),
             (161, 1),

@@ -9,7 +9,8 @@
 //!
 //! The tokenizer is not Gemma's (its 262 144-entry vocabulary is not available here): it is a
 //! word-level vocabulary of the chat prompts' words, with Gemma 4's special tokens, `\n`,
-//! `user` and `model` at their released ids (spec §5.1) and the audio ids the config names.
+//! `user` and `model` at their released ids (docs/model.md §5.1) and the audio ids the config
+//! names.
 //! Every prompt word is one token, so the ASR prompt has about as many text tokens as with the
 //! real tokenizer: 74 against 70 for the rendered ASR prompt (see [`tokenizer_json`]).
 
@@ -29,7 +30,7 @@ use crate::prompt::{Task, render};
 use crate::tokenizer::TextTokenizer;
 use crate::{audio, text};
 
-/// `config.json` of google/gemma-4-E2B-it's speech path (spec §2 and §4.1). The vision tower
+/// `config.json` of google/gemma-4-E2B-it's speech path (docs/model.md §2 and §4). The vision tower
 /// is left out: Hark never runs it, so the synthetic checkpoint carries no vision weights.
 pub fn e2b_config_json() -> Value {
     let layer_types: Vec<&str> = (0..35)
@@ -83,7 +84,7 @@ pub fn e2b_config_json() -> Value {
     })
 }
 
-/// `generation_config.json` of the release (spec §5.5).
+/// `generation_config.json` of the release (docs/model.md §5.5).
 pub fn e2b_generation_config_json() -> Value {
     json!({
         "bos_token_id": 2, "pad_token_id": 0, "eos_token_id": [1, 106, 50],
@@ -446,7 +447,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 // Tokenizer
 // ---------------------------------------------------------------------------------------------
 
-/// Gemma 4's special tokens at their ids in the released vocabulary (spec §5.1).
+/// Gemma 4's special tokens at their ids in the released vocabulary (docs/model.md §5.1).
 const SPECIAL_TOKENS: [(&str, u32); 24] = [
     ("<pad>", 0),
     ("<eos>", 1),
@@ -474,7 +475,7 @@ const SPECIAL_TOKENS: [(&str, u32); 24] = [
     ("<|video|>", 258_884),
 ];
 
-/// Ordinary tokens whose released ids the spec gives (§5.1).
+/// Ordinary tokens whose released ids docs/model.md §5.1 gives.
 const KNOWN_WORDS: [(&str, u32); 3] = [("\n", 107), ("user", 2364), ("model", 4368)];
 
 /// Where the config names a special token's id, that id wins over the released one.
@@ -708,7 +709,8 @@ mod tests {
                 .map(|(_, s)| s.iter().product::<usize>())
                 .sum()
         };
-        // Spec §4.9 and §9: PLE table 262144 × 8960, audio tower ≈ 0.3 B, decoder layers ≈ 1.9 B.
+        // docs/model.md §4.3 and §7: PLE table 262144 × 8960, audio tower ≈ 0.3 B, decoder
+        // layers ≈ 1.9 B.
         assert_eq!(
             count(&|n| n.ends_with("embed_tokens_per_layer.weight")),
             262_144 * 8960

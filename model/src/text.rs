@@ -4,7 +4,7 @@
 //! can be appended to and truncated back to any earlier position — the streaming engine appends
 //! audio as it arrives, decodes a hypothesis on top, then truncates back to the audio. Layers
 //! that reuse another layer's K/V (KV sharing) write nothing, so positions whose logits are not
-//! needed only run the cache-owning layers (spec §3.6).
+//! needed only run the cache-owning layers (docs/model.md §3.4, §4.7).
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-"""The Gemma 4 E2B audio prompt, as rendered by its chat template (spec section 5.3/5.4).
+"""The Gemma 4 E2B audio prompt, as rendered by its chat template (docs/model.md §5.2).
 
 One user turn holding the audio (first, as the model card recommends) and the instruction,
 then the generation prompt. No system turn and no thought block: thinking is off on E2B.

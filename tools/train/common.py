@@ -287,7 +287,7 @@ def read_manifest(path: Path) -> list[dict]:
 
 
 def n_audio_tokens(n_samples: int) -> int:
-    """Spec section 0: ceil(floor((N-1)/160) / 4), capped at 750."""
+    """docs/model.md §1.5: ceil(floor((N-1)/160) / 4), capped at 750."""
     if n_samples < 161:
         return 0
     return min(math.ceil(((n_samples - 1) // 160) / 4), 750)

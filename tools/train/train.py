@@ -59,7 +59,7 @@ import common
 
 RUNS = common.HERE / "runs"
 DATA = common.HERE / "data"
-TOKEN_SECONDS = 0.04  # one audio soft token per 40 ms (spec section 2.8)
+TOKEN_SECONDS = 0.04  # one audio soft token per 40 ms (docs/model.md §1.5)
 SUBSAMPLER_INIT_CLIPS = 200
 N_FREQ = 32  # frequency positions after the two stride-2 convolutions over 128 mel bins
 
