@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p hark-kernels --example kernel_bench            # everything
 //! cargo run --release -p hark-kernels --example kernel_bench -- --quick # no LM head, fewer reps
+//! cargo run --release -p hark-kernels --example kernel_bench -- 1536x262144 # only these shapes
 //! ```
 //! GEMV: n = 1, time and GB/s of packed weights read. GEMM: n = 325 and 250, GFLOP/s
 //! (2·n·in·out per product); the 262144-row LM head is left out of GEMM (prefill needs only the
@@ -133,7 +134,9 @@ impl Baseline {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<&String> = args.iter().filter(|a| a.contains('x')).collect();
     let budget = if quick { 0.2 } else { 0.6 };
     let isas = available_isas();
     println!(
@@ -168,7 +171,8 @@ fn main() {
     );
 
     for (inp, out) in SHAPES {
-        if quick && (inp, out) == LM_HEAD {
+        let named = only.iter().any(|a| **a == format!("{inp}x{out}"));
+        if (quick && (inp, out) == LM_HEAD) || (!only.is_empty() && !named) {
             continue;
         }
         let base = Baseline::new(random(inp * out, 2));
