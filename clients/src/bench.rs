@@ -21,7 +21,8 @@ use hark_model::features::log_mel;
 use hark_model::nn::to_vec;
 use hark_model::text::Logits;
 use hark_model::{
-    BackendKind, BackendTask, Checkpoint, SpeechModel, Task, WeightsChoice, run_on, synthetic,
+    BackendKind, BackendTask, Checkpoint, Kernels, SpeechModel, Task, WeightsChoice, run_on,
+    synthetic,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -92,6 +93,8 @@ pub struct BenchReport {
     pub model: String,
     pub backend: String,
     pub weights: String,
+    /// `cpu` (Hark's packed CPU kernels) or `burn` (Burn's matmul on the device).
+    pub kernels: String,
     pub threads: usize,
     /// The CPU's model name and the kernel path Hark's matmuls take on it.
     pub cpu: String,
@@ -336,7 +339,12 @@ fn measure<B: Backend>(
     let report = BenchReport {
         model: name,
         backend: kind.name().to_string(),
-        weights: weights.to_string(),
+        weights: weights.dtype.to_string(),
+        kernels: match weights.kernels {
+            Kernels::Host => "cpu",
+            Kernels::Burn => "burn",
+        }
+        .to_string(),
         threads: cpu_threads(),
         cpu: cpu_name(),
         audio_seconds,
@@ -623,12 +631,13 @@ fn table(h: &BenchReport, hf: Option<&Value>) -> String {
         }
     };
     let mut out = format!(
-        "hark bench: {} on {} ({} weights, {} threads), {:.1} s of audio = {} audio tokens, \
+        "hark bench: {} on {} ({} weights, {} kernels, {} threads), {:.1} s of audio = {} audio tokens, \
          {}-token prompt; median of {} warm runs; load average {:.1} → {:.1}\n\
          checkpoint {:.2} GB (bf16, built in {:.1} s), loaded in {:.1} s; CPU: {}\n\n",
         h.model,
         h.backend,
         h.weights,
+        h.kernels,
         h.threads,
         h.audio_seconds,
         h.audio_tokens,
@@ -752,6 +761,7 @@ mod tests {
             model: "m".into(),
             backend: "flex".into(),
             weights: "f16".into(),
+            kernels: "cpu".into(),
             threads: 2,
             cpu: "test CPU, avx2 kernels".into(),
             audio_seconds: 10.0,

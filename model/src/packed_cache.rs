@@ -247,3 +247,70 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(format: Format, seed: f32) -> Arc<PackedMatrix> {
+        let (rows, cols) = (5, 64);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i as f32 * 0.37 + seed).sin()))
+            .collect();
+        Arc::new(PackedMatrix::from_f32(rows, cols, &w, format).unwrap())
+    }
+
+    fn write(dir: &Path, key: &str) -> Vec<(&'static str, Arc<PackedMatrix>)> {
+        let cache = PackedCache::open(dir, key);
+        assert!(!cache.hit());
+        let m = vec![
+            ("a.weight", matrix(Format::Q8, 0.0)),
+            ("b.weight", matrix(Format::Q4, 1.0)),
+            ("c.weight", matrix(Format::F16, 2.0)),
+            ("d.weight", matrix(Format::F32, 3.0)),
+        ];
+        for (name, p) in &m {
+            cache.insert(name, p.clone());
+        }
+        cache.save();
+        m
+    }
+
+    #[test]
+    fn a_saved_cache_maps_back_the_same_matrices() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(dir.path(), "model x; q8");
+        let cache = PackedCache::open(dir.path(), "model x; q8");
+        assert!(cache.hit());
+        for (name, want) in &written {
+            let got = cache.get(name, want.rows(), want.cols()).unwrap();
+            assert_eq!(got.format(), want.format(), "{name}");
+            assert_eq!(got.as_bytes(), want.as_bytes(), "{name}");
+            let x: Vec<f32> = (0..want.cols()).map(|i| i as f32 / 64.0).collect();
+            let (mut a, mut b) = (vec![0.0; want.rows()], vec![0.0; want.rows()]);
+            got.matmul(&x, 1, &mut a);
+            want.matmul(&x, 1, &mut b);
+            assert_eq!(a, b, "{name}");
+        }
+        assert!(cache.get("a.weight", 4, 64).is_none(), "another shape");
+        assert!(cache.get("missing.weight", 5, 64).is_none());
+    }
+
+    #[test]
+    fn another_key_or_a_damaged_file_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "model x; q8");
+        assert!(!PackedCache::open(dir.path(), "model x; q4").hit());
+        assert!(!PackedCache::open(dir.path(), "model y; q8").hit());
+
+        let path = PackedCache::open(dir.path(), "model x; q8").path.clone();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+        assert!(!PackedCache::open(dir.path(), "model x; q8").hit(), "truncated");
+        std::fs::write(&path, b"not a cache at all").unwrap();
+        assert!(!PackedCache::open(dir.path(), "model x; q8").hit(), "garbage");
+        // A miss rewrites the file: the next start maps it again.
+        write(dir.path(), "model x; q8");
+        assert!(PackedCache::open(dir.path(), "model x; q8").hit());
+    }
+}
