@@ -255,7 +255,7 @@ mod tests {
     fn matrix(format: Format, seed: f32) -> Arc<PackedMatrix> {
         let (rows, cols) = (5, 64);
         let w: Vec<f32> = (0..rows * cols)
-            .map(|i| ((i as f32 * 0.37 + seed).sin()))
+            .map(|i| (i as f32 * 0.37 + seed).sin())
             .collect();
         Arc::new(PackedMatrix::from_f32(rows, cols, &w, format).unwrap())
     }
