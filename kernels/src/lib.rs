@@ -24,5 +24,7 @@ pub use matrix::{PackedMatrix, SharedBytes};
 
 /// Largest batch `n` served by the matrix-vector (decode) kernels; larger batches use the GEMM
 /// path. For Q8/Q4 the matrix-vector kernels quantize activations to int8 per 32-block, the
-/// GEMM path multiplies dequantized weights in f32.
-pub const GEMV_MAX_N: usize = 4;
+/// GEMM path multiplies dequantized weights in f32. 8, not 4: for n = 5..8 (e.g. verifying a
+/// few draft tokens) reading each weight row once for all vectors was 1.3–6× faster than
+/// dequantizing tiles for the GEMM on the E2B shapes (see docs/performance.md).
+pub const GEMV_MAX_N: usize = 8;

@@ -3,9 +3,10 @@
 mod common;
 
 use common::{Rng, dequantized};
-use hark_kernels::{Format, GEMV_MAX_N, Isa, PackedMatrix, QK, available_isas, with_isa};
+use half::f16;
+use hark_kernels::{BlockQ4, Format, GEMV_MAX_N, Isa, PackedMatrix, QK, available_isas, with_isa};
 
-const NS: [usize; 9] = [1, 2, 3, 4, 5, 7, 17, 64, 65];
+const NS: [usize; 11] = [1, 2, 3, 4, 5, 7, 8, 9, 17, 64, 65];
 const ROWS: [usize; 5] = [1, 3, 31, 33, 129];
 const FLOAT_COLS: [usize; 7] = [1, 7, 15, 31, 33, 100, 257];
 const QUANT_COLS: [usize; 4] = [32, 64, 96, 320];
@@ -29,16 +30,30 @@ pub fn reference(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize) -> (V
 const FLOAT_TOL: f64 = 1e-5;
 
 /// The error bound of quantizing `x` per 32-block with `d = amax / 127` (round to nearest,
-/// so at most d/2 per element) against the weights `w`: `Σ_b d_b / 2 · Σ_{k in b} |w_k|`.
-fn activation_bound(w: &[f32], x: &[f32]) -> f64 {
+/// so at most d/2 per element) against the integer parts of the weights: `Σ_b d_b / 2 ·
+/// Σ_{k in b} |w_k - m_b|`, with `m_b` the Q4 block minimum (added with the exact `Σx`) and 0
+/// for Q8.
+fn activation_bound(m: &PackedMatrix, r: usize, w: &[f32], x: &[f32]) -> f64 {
     w.chunks(QK)
         .zip(x.chunks(QK))
-        .map(|(wb, xb)| {
+        .enumerate()
+        .map(|(b, (wb, xb))| {
+            let offset = block_min(m, r, b);
             let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
             let d = f64::from(amax) / 127.0;
-            d / 2.0 * wb.iter().map(|&v| f64::from(v.abs())).sum::<f64>()
+            d / 2.0 * wb.iter().map(|&v| f64::from(v - offset).abs()).sum::<f64>()
         })
         .sum()
+}
+
+/// `m` of block `b` in row `r` of a Q4 matrix (read from the packed bytes), 0 otherwise.
+fn block_min(m: &PackedMatrix, r: usize, b: usize) -> f32 {
+    if m.format() != Format::Q4 {
+        return 0.0;
+    }
+    let at = (r * m.cols() / QK + b) * size_of::<BlockQ4>() + 2;
+    let bytes = m.as_bytes();
+    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
 
 fn check(format: Format, rows: usize, cols: usize, n: usize, isa: Isa, rng: &mut Rng) {
@@ -54,7 +69,12 @@ fn check(format: Format, rows: usize, cols: usize, n: usize, isa: Isa, rng: &mut
             let i = j * rows + r;
             let mut tol = FLOAT_TOL * mag[i] + 1e-6;
             if integer_acts {
-                tol += activation_bound(&w[r * cols..(r + 1) * cols], &x[j * cols..(j + 1) * cols]);
+                tol += activation_bound(
+                    &m,
+                    r,
+                    &w[r * cols..(r + 1) * cols],
+                    &x[j * cols..(j + 1) * cols],
+                );
             }
             let err = (f64::from(y[i]) - want[i]).abs();
             assert!(
