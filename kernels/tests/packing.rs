@@ -214,3 +214,10 @@ fn with_isa_is_scoped_and_capped() {
     let r = std::panic::catch_unwind(|| with_isa(Isa::Portable, || panic!("inside")));
     assert!(r.is_err());
 }
+
+#[test]
+fn packed_matrix_is_send_and_sync() {
+    fn shared<T: Send + Sync + std::fmt::Debug>() {}
+    shared::<PackedMatrix>();
+    shared::<KernelError>();
+}

@@ -75,6 +75,16 @@ fn block_dot(a: &[i8; QK], b: &[i8; QK]) -> i32 {
     s
 }
 
+/// Σ q·x over one Q4 block: codes `qs[i] & 15` pair with `x[i]`, `qs[i] >> 4` with `x[i + 16]`.
+fn block_dot_q4(qs: &[u8; QK / 2], x: &[i8; QK]) -> i32 {
+    let mut s = 0i32;
+    for i in 0..QK / 2 {
+        s += i32::from(qs[i] & 0x0F) * i32::from(x[i])
+            + i32::from(qs[i] >> 4) * i32::from(x[i + QK / 2]);
+    }
+    s
+}
+
 fn dot_q8(w: &[BlockQ8], x: QuantRow<'_>) -> f32 {
     let qx = x.qs.as_chunks::<QK>().0;
     assert!(
@@ -97,14 +107,7 @@ fn dot_q4(w: &[BlockQ4], x: QuantRow<'_>) -> f32 {
     assert_eq!(x.s.len(), w.len(), "dot_q4: length mismatch");
     let (mut acc, mut offset) = (0.0f32, 0.0f32);
     for ((b, q), (&dx, &sx)) in w.iter().zip(qx).zip(x.d.iter().zip(x.s)) {
-        // Codes are 0..=15, so they fit an i8.
-        let mut codes = [0i8; QK];
-        let (lo, hi) = codes.split_at_mut(QK / 2);
-        for ((lo, hi), &p) in lo.iter_mut().zip(hi).zip(&b.qs) {
-            *lo = (p & 0x0F) as i8;
-            *hi = (p >> 4) as i8;
-        }
-        acc += b.d.to_f32() * dx * block_dot(&codes, q) as f32;
+        acc += b.d.to_f32() * dx * block_dot_q4(&b.qs, q) as f32;
         offset += b.m.to_f32() * sx;
     }
     acc + offset
