@@ -1,4 +1,4 @@
-//! Prefill/encoder products (`n > GEMV_MAX_N`): compute bound. Each tile of output rows is
+//! Prefill/encoder products (larger `n`): compute bound. Each tile of output rows is
 //! dequantized once per call, a slab of columns at a time, into a thread-local f32 scratch and
 //! multiplied with the `gemm` crate's f32 kernels (single-threaded inside a tile; tiles run in
 //! parallel). f32 weights are multiplied in place.

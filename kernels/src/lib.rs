@@ -22,9 +22,8 @@ pub use error::KernelError;
 pub use format::{BlockQ4, BlockQ8, Format, QK, quantizable};
 pub use matrix::{PackedMatrix, SharedBytes};
 
-/// Largest batch `n` served by the matrix-vector (decode) kernels; larger batches use the GEMM
-/// path. For Q8/Q4 the matrix-vector kernels quantize activations to int8 per 32-block, the
-/// GEMM path multiplies dequantized weights in f32. 8, not 4: for n = 5..8 (e.g. verifying a
-/// few draft tokens) reading each weight row once for all vectors was 1.3–6× faster than
-/// dequantizing tiles for the GEMM on the E2B shapes (see docs/performance.md).
-pub const GEMV_MAX_N: usize = 8;
+/// Largest batch `n` for which Q8/Q4 products quantize the activations to int8 per 32-block
+/// and use the matrix-vector (decode) kernels; larger batches multiply dequantized weights in
+/// f32 on the GEMM path. f32/f16/bf16 use the matrix-vector kernels up to n = 8, where the two
+/// paths differ only in rounding order (and n = 5..8 measured 1.3–2× faster than the GEMM).
+pub const GEMV_MAX_N: usize = 4;

@@ -235,7 +235,12 @@ impl PackedMatrix {
             y.fill(0.0);
             return;
         }
-        if n <= crate::GEMV_MAX_N {
+        let gemv_max_n = if self.format.is_quantized() {
+            crate::GEMV_MAX_N
+        } else {
+            gemv::FLOAT_GEMV_MAX_N
+        };
+        if n <= gemv_max_n {
             gemv::gemv(self.weights(), self.rows, self.cols, x, n, y);
         } else {
             gemm::gemm(self.weights(), self.rows, self.cols, x, n, y);

@@ -98,7 +98,7 @@ fn check_format(format: Format, cols: &[usize]) {
             }
         }
         // Large enough to run in parallel chunks on both paths.
-        for n in [1, 3, GEMV_MAX_N, GEMV_MAX_N + 1] {
+        for n in [1, 3, GEMV_MAX_N, GEMV_MAX_N + 1, 9] {
             check(format, 1000, cols[cols.len() - 1], n, isa, &mut rng);
         }
         // Wider than one dequantized column slab of the GEMM path (2048), with a partial slab.

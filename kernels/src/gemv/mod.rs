@@ -1,4 +1,4 @@
-//! Decode-time matrix-vector products (`n <= GEMV_MAX_N`): memory bound, threaded over output
+//! Decode-time matrix-vector products (small `n`): memory bound, threaded over output
 //! rows. Q8/Q4 quantize the activations per 32-block to int8 and use integer dot products.
 
 mod act;
@@ -15,6 +15,10 @@ use crate::dispatch::{Isa, current_isa};
 use crate::format::{BlockQ4, BlockQ8, QK};
 use crate::weights::Weights;
 use act::{QuantActs, QuantRow};
+
+/// Largest batch the float formats (f32/f16/bf16) send to these kernels; Q8/Q4 stop at
+/// [`crate::GEMV_MAX_N`] because they quantize the activations here.
+pub(crate) const FLOAT_GEMV_MAX_N: usize = 8;
 
 /// Below this many weight bytes the product runs on the calling thread.
 const PARALLEL_MIN_BYTES: usize = 256 * 1024;
