@@ -2,14 +2,17 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::{hark, run_err, run_ok};
 
 /// `hark bench` on the built-in tiny synthetic model.
-fn tiny_bench(runs: &str, decode_steps: &str, seconds: &str) -> Command {
+/// `hark bench` on the tiny config, its synthetic checkpoint written under `cache`.
+fn tiny_bench(cache: &Path, runs: &str, decode_steps: &str, seconds: &str) -> Command {
     let mut cmd = hark();
-    cmd.args(["bench", "--config", "tiny", "--runs", runs])
+    cmd.env("HARK_CACHE_DIR", cache)
+        .args(["bench", "--config", "tiny", "--runs", runs])
         .args(["--decode-steps", decode_steps, "--seconds", seconds]);
     cmd
 }
@@ -17,8 +20,9 @@ fn tiny_bench(runs: &str, decode_steps: &str, seconds: &str) -> Command {
 #[test]
 fn bench_reports_every_stage_and_saves_the_reference_inputs() {
     let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
     let (stdout, _) = run_ok(
-        tiny_bench("2", "3", "2")
+        tiny_bench(cache.path(), "2", "3", "2")
             .args(["--json", "--save-inputs"])
             .arg(dir.path()),
     );
@@ -49,6 +53,16 @@ fn bench_reports_every_stage_and_saves_the_reference_inputs() {
     let prefill_ms = r["audio_prefill_ms"].as_f64().unwrap();
     assert!((tokens_per_s * prefill_ms / 1e3 - 50.0).abs() < 1e-6);
 
+    // The synthetic checkpoint was written once under the cache and memory-mapped from there.
+    let written: Vec<_> = std::fs::read_dir(cache.path().join("bench"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert!(written[0].join(file).is_file(), "{file}");
+    }
+
     let samples = std::fs::read(dir.path().join("samples.f32")).unwrap();
     assert_eq!(samples.len(), 2 * 16_000 * 4);
     let prompt: serde_json::Value =
@@ -65,12 +79,35 @@ fn bench_reports_every_stage_and_saves_the_reference_inputs() {
 
 #[test]
 fn bench_table_and_bad_flags() {
-    let (stdout, _) = run_ok(tiny_bench("1", "1", "1").args(["--text-layers", "5"]));
+    let cache = tempfile::tempdir().unwrap();
+    let (stdout, _) = run_ok(tiny_bench(cache.path(), "1", "1", "1").args([
+        "--text-layers",
+        "5",
+        "--in-memory",
+        "--stream",
+    ]));
     assert!(
         stdout.contains("synthetic-tiny, 5 decoder layers"),
         "{stdout}"
     );
     assert!(stdout.contains("decode (1 steps)"), "{stdout}");
+    assert!(
+        std::fs::read_dir(cache.path()).unwrap().next().is_none(),
+        "--in-memory writes no checkpoint"
+    );
+    // The streaming runs: VAD off, then on, each with a compute real-time factor.
+    let stream: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("streaming (320 ms chunks"))
+        .skip(2)
+        .collect();
+    assert_eq!(stream.len(), 2, "{stdout}");
+    for (line, vad) in stream.iter().zip(["off", "on"]) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], vad, "{line}");
+        let rtf: f64 = cols[2].parse().unwrap();
+        assert!(rtf > 0.0, "{line}");
+    }
 
     for (flags, message) in [
         (vec!["--config", "tiny", "--seconds", "40"], "--seconds"),
