@@ -18,6 +18,7 @@ use hark_model::checkpoint::{StoredFormat, TensorStore};
 use hark_model::gguf::GgufProblem;
 use hark_model::model::DumpTensors;
 use hark_model::quant::GgmlType;
+use hark_model::weights::Matrix;
 use hark_model::{Checkpoint, LoadError, SpeechModel, Task, WeightDtype};
 use safetensors::SafeTensors;
 
@@ -276,9 +277,9 @@ fn gptq_matches_transformers() {
 /// the f16 rounding of its two per-sub-block products, `d·sc`, whose 15 steps span the
 /// sub-block's range ≤ 2·max|w|, and `dmin·m` ≤ max|w|: |Δ| ≤ 3·2⁻¹¹·max|w| per row), and
 /// `y = x·Wᵀ` through `PackedMatrix::matmul` for a decode-sized (n = 1, int8 activations) and
-/// a prefill-sized (n = 8, dequantized tiles) batch against an f64 product with the exact
-/// weights: cosine ≥ 0.9999 and max |Δ| ≤ 2e-2 × max |y| (n = 1), ≤ 1e-4 (n = 8; 2e-3 for
-/// Q4_K, whose repacked scales carry the f16 rounding).
+/// a prefill-sized (n = 12 > `GEMV_MAX_N`, dequantized tiles) batch against an f64 product with
+/// the exact weights: cosine ≥ 0.9999 and max |Δ| ≤ 2e-2 × max |y| (n = 1), ≤ 1e-4 (n = 12;
+/// 2e-3 for Q4_K, whose repacked scales carry the f16 rounding).
 #[test]
 fn packed_matrices_against_the_exact_dequantization() {
     for dir in ["quant-gguf", "quant-gptq"] {
@@ -325,7 +326,11 @@ fn packed_matrices_against_the_exact_dequantization() {
             // Q4_K's repacked scales differ from the exact ones by ≤ 2⁻¹¹ (see above).
             let q4k = format == StoredFormat::Ggml(GgmlType::Q4K);
             let prefill_tol = if q4k { 2e-3 } else { 1e-4 };
-            for (k, (n, tol)) in [(1usize, 2e-2), (8, prefill_tol)].into_iter().enumerate() {
+            let prefill = hark_kernels::GEMV_MAX_N + 4;
+            for (k, (n, tol)) in [(1usize, 2e-2), (prefill, prefill_tol)]
+                .into_iter()
+                .enumerate()
+            {
                 let x: Vec<f32> = (0..n * cols)
                     .map(|i| (i * 2654435761usize % 1000) as f32 / 500.0 - 1.0)
                     .collect();
@@ -365,7 +370,7 @@ fn packed_matrices_against_the_exact_dequantization() {
         assert!(checked >= 20, "{dir}: {checked} quantized matrices");
         eprintln!(
             "{dir}: {checked} packed matrices; Q4_K→Q4 worst |Δ| {worst_q4k:.2e} of the row's max |w|; \
-             matmul worst max |Δ| {:.1e} (n = 1), {:.1e} (n = 8) of max |y|",
+             matmul worst max |Δ| {:.1e} (n = 1), {:.1e} (n = 12) of max |y|",
             worst_mm[0], worst_mm[1]
         );
     }
@@ -659,4 +664,83 @@ fn gptq_configs_are_honoured_or_refused() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("no quantization_config"), "{err}");
+}
+
+/// With a quantized precision asked for (`q8`, as `auto` picks for large models on the CPU),
+/// every natively quantized matrix reaches the packed kernels as stored (same format, same
+/// bytes), never requantized; the float ones are packed at q8.
+#[test]
+fn native_blocks_load_as_stored() {
+    for dir in ["quant-gguf", "quant-gptq"] {
+        let ckpt = Checkpoint::open(&model_dir(dir)).unwrap();
+        let store = &ckpt.tensors;
+        let mut native = 0;
+        for name in store.names() {
+            let Some(want) = store.packed(name).unwrap() else {
+                continue;
+            };
+            let matrix = Matrix::<Flex>::load(
+                store,
+                None,
+                name,
+                [want.rows(), want.cols()],
+                WeightDtype::Q8.into(),
+                &Default::default(),
+            )
+            .unwrap();
+            let Matrix::Packed(got) = matrix else {
+                panic!("{dir}/{name}: not packed for the CPU kernels");
+            };
+            assert_eq!(got.format(), want.format(), "{dir}/{name}");
+            assert_eq!(got.as_bytes(), want.as_bytes(), "{dir}/{name}");
+            native += 1;
+        }
+        assert!(native >= 20, "{dir}: {native} native matrices");
+    }
+}
+
+/// The whole GGUF model on those packed blocks (q8 asked for), against the same file run on
+/// exact f32 weights: prompt logits within cosine 0.999 and the greedy ids equal while the f32
+/// margins are ≥ 0.1. (The GPTQ fixture's float audio tower is random bf16, which q8 rounding
+/// moves far more than the kernels do; its blocks are checked above.)
+#[test]
+fn gguf_model_runs_on_native_blocks() {
+    let exact = load(Checkpoint::open(&model_dir("quant-gguf")).unwrap());
+    let packed = SpeechModel::<Flex>::load(
+        Checkpoint::open(&model_dir("quant-gguf")).unwrap(),
+        &Default::default(),
+        WeightDtype::Q8,
+    )
+    .unwrap();
+    for clip in CLIPS {
+        let samples = read_wav(&fixtures().join(format!("audio/{clip}.wav")));
+        let want = exact.dump(&samples, &Task::default(), 12).unwrap();
+        let got = packed.dump(&samples, &Task::default(), 12).unwrap();
+        let (a, b) = (
+            &got.generation.prompt_logits_last,
+            &want.generation.prompt_logits_last,
+        );
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let cosine = dot / (norm(a) * norm(b));
+        let firm = want
+            .generation
+            .margins
+            .iter()
+            .position(|&m| m < 0.1)
+            .unwrap_or(want.generation.ids.len());
+        eprintln!(
+            "quant-gguf/{clip}: q8 packed vs exact f32 logits cosine {cosine:.6}, firm {firm}"
+        );
+        assert!(cosine >= 0.999, "quant-gguf/{clip}: cosine {cosine}");
+        assert_eq!(
+            got.generation.ids[..firm],
+            want.generation.ids[..firm],
+            "quant-gguf/{clip}: greedy ids"
+        );
+    }
 }
