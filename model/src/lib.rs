@@ -32,5 +32,5 @@ pub use backend::{BackendKind, BackendTask, run_on};
 pub use checkpoint::{Checkpoint, EmbeddedCheckpoint};
 pub use error::{LoadError, ModelError};
 pub use model::{GenerateOptions, SAMPLE_RATE, SpeechModel, Transcript};
-pub use weights::{Kernels, WeightDtype, Weights, WeightsChoice};
 pub use prompt::Task;
+pub use weights::{Kernels, WeightDtype, Weights, WeightsChoice};

@@ -306,9 +306,15 @@ mod tests {
         let path = PackedCache::open(dir.path(), "model x; q8").path.clone();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
-        assert!(!PackedCache::open(dir.path(), "model x; q8").hit(), "truncated");
+        assert!(
+            !PackedCache::open(dir.path(), "model x; q8").hit(),
+            "truncated"
+        );
         std::fs::write(&path, b"not a cache at all").unwrap();
-        assert!(!PackedCache::open(dir.path(), "model x; q8").hit(), "garbage");
+        assert!(
+            !PackedCache::open(dir.path(), "model x; q8").hit(),
+            "garbage"
+        );
         // A miss rewrites the file: the next start maps it again.
         write(dir.path(), "model x; q8");
         assert!(PackedCache::open(dir.path(), "model x; q8").hit());
