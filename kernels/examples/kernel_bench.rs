@@ -5,6 +5,7 @@
 //! cargo run --release -p hark-kernels --example kernel_bench            # everything
 //! cargo run --release -p hark-kernels --example kernel_bench -- --quick # no LM head, fewer reps
 //! cargo run --release -p hark-kernels --example kernel_bench -- 1536x262144 # only these shapes
+//! cargo run --release -p hark-kernels --example kernel_bench -- --gemm       # only the GEMM table
 //! ```
 //! GEMV: n = 1, time and GB/s of packed weights read. GEMM: n = 325 and 250, GFLOP/s
 //! (2·n·in·out per product); the 262144-row LM head is left out of GEMM (prefill needs only the
@@ -14,7 +15,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use gemm::{Parallelism, f16};
-use hark_kernels::{Format, PackedMatrix, available_isas, detected_isa, with_isa};
+use hark_kernels::{Format, PackedMatrix, available_isas, detected_isa, with_int8_gemm, with_isa};
 use rayon::prelude::*;
 
 const LM_HEAD: (usize, usize) = (1536, 262_144);
@@ -136,6 +137,8 @@ impl Baseline {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    // Only the GEMM table (n = 325, 250).
+    let gemm_only = args.iter().any(|a| a == "--gemm");
     let only: Vec<&String> = args.iter().filter(|a| a.contains('x')).collect();
     let budget = if quick { 0.2 } else { 0.6 };
     let isas = available_isas();
@@ -163,10 +166,11 @@ fn main() {
         format!("| in→out | format | MB |{isa_cols} best vs gemm f32 | best vs gemm f16 |\n");
     gemv += &format!("|---|---|---|{}---|---|\n", "---|".repeat(isas.len()));
     let gemm_cols: String = Format::ALL.iter().map(|f| format!(" {f} |")).collect();
-    let mut gemm_table =
-        format!("| in→out | n |{gemm_cols} gemm f32 | gemm f16 | best packed / gemm f32 |\n");
+    let mut gemm_table = format!(
+        "| in→out | n |{gemm_cols} q8 dequant+f32 | q4 dequant+f32 | gemm f32 | gemm f16 | best packed / gemm f32 |\n"
+    );
     gemm_table += &format!(
-        "|---|---|{}---|---|---|\n",
+        "|---|---|{}---|---|---|---|---|\n",
         "---|".repeat(Format::ALL.len())
     );
 
@@ -178,8 +182,11 @@ fn main() {
         let base = Baseline::new(random(inp * out, 2));
         let x1 = random(inp, 3);
         let mut y1 = vec![0.0f32; out];
-        let g32 = base.f32_secs(inp, 1, budget);
-        let g16 = base.f16_secs(inp, 1, budget);
+        let (g32, g16) = if gemm_only {
+            (f64::NAN, f64::NAN)
+        } else {
+            (base.f32_secs(inp, 1, budget), base.f16_secs(inp, 1, budget))
+        };
         let (mb32, mb16) = ((inp * out * 4) as f64 / 1e6, (inp * out * 2) as f64 / 1e6);
         let cell = |secs: f64, mb: f64| format!(" {:.3} ({:.1}) |", secs * 1e3, mb / 1e3 / secs);
         gemv += &format!(
@@ -191,18 +198,22 @@ fn main() {
             cell(g16, mb16)
         );
         let mut gemm_row = vec![String::new(); GEMM_NS.len()];
+        // Q8/Q4 on the dequantize + f32 GEMM path (int8 GEMM disabled), same run.
+        let mut old_row = vec![String::new(); GEMM_NS.len()];
         let mut best_gemm = vec![f64::INFINITY; GEMM_NS.len()];
         for format in Format::ALL {
             let m = PackedMatrix::from_f32(out, inp, &base.w32, format).expect("packable shape");
             let mb = m.storage_bytes() as f64 / 1e6;
             let mut row = format!("| {inp}→{out} | {format} | {mb:.0} |");
             let mut best = f64::INFINITY;
-            for &isa in &isas {
+            for &isa in isas.iter().filter(|_| !gemm_only) {
                 let secs = with_isa(isa, || time(budget, || m.matmul(&x1, 1, &mut y1)));
                 best = best.min(secs);
                 row += &cell(secs, mb);
             }
-            gemv += &format!("{row} {:.2}× | {:.2}× |\n", g32 / best, g16 / best);
+            if !gemm_only {
+                gemv += &format!("{row} {:.2}× | {:.2}× |\n", g32 / best, g16 / best);
+            }
             if (inp, out) != LM_HEAD {
                 for (k, &n) in GEMM_NS.iter().enumerate() {
                     let x = random(n * inp, 4);
@@ -210,6 +221,12 @@ fn main() {
                     let secs = time(budget, || m.matmul(&x, n, &mut y));
                     best_gemm[k] = best_gemm[k].min(secs);
                     gemm_row[k] += &format!(" {:.0} |", 2.0 * (n * inp * out) as f64 / secs / 1e9);
+                    if format.is_quantized() {
+                        let old =
+                            with_int8_gemm(false, || time(budget, || m.matmul(&x, n, &mut y)));
+                        old_row[k] +=
+                            &format!(" {:.0} |", 2.0 * (n * inp * out) as f64 / old / 1e9);
+                    }
                 }
             }
             print!(".");
@@ -219,8 +236,9 @@ fn main() {
                 let flop = 2.0 * (n * inp * out) as f64;
                 let (b32, b16) = (base.f32_secs(inp, n, budget), base.f16_secs(inp, n, budget));
                 gemm_table += &format!(
-                    "| {inp}→{out} | {n} |{} {:.0} | {:.0} | {:.2}× |\n",
+                    "| {inp}→{out} | {n} |{}{} {:.0} | {:.0} | {:.2}× |\n",
                     gemm_row[k],
+                    old_row[k],
                     flop / b32 / 1e9,
                     flop / b16 / 1e9,
                     b32 / best_gemm[k]

@@ -115,3 +115,26 @@ pub(crate) fn current_isa() -> Isa {
         .get()
         .map_or_else(detected_isa, |isa| isa.min(hardware_isa()))
 }
+
+thread_local! {
+    static INT8_GEMM: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Runs `f` with the int8 GEMM path for Q8/Q4 products of `n >= INT8_GEMM_MIN_N` rows enabled
+/// or disabled (then they dequantize to f32 as for smaller `n`) on this thread, restoring the
+/// previous choice afterwards, also on panic. Enabled by default.
+pub fn with_int8_gemm<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INT8_GEMM.set(self.0);
+        }
+    }
+    let _restore = Restore(INT8_GEMM.replace(enabled));
+    f()
+}
+
+/// Whether int8 GEMMs are enabled on this thread (see [`with_int8_gemm`]).
+pub(crate) fn int8_gemm_enabled() -> bool {
+    INT8_GEMM.get()
+}

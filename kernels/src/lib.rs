@@ -12,12 +12,13 @@ mod dispatch;
 mod error;
 mod format;
 mod gemm;
+mod gemm_i8;
 mod gemv;
 mod matrix;
 mod quantize;
 mod weights;
 
-pub use dispatch::{Isa, available_isas, detected_isa, with_isa};
+pub use dispatch::{Isa, available_isas, detected_isa, with_int8_gemm, with_isa};
 pub use error::KernelError;
 pub use format::{BlockQ4, BlockQ8, Format, QK, quantizable};
 pub use matrix::{PackedMatrix, SharedBytes};
@@ -29,3 +30,19 @@ pub use matrix::{PackedMatrix, SharedBytes};
 /// 1.3–6× faster than dequantizing the whole matrix for the GEMM. f32/f16/bf16 use the
 /// matrix-vector kernels up to n = 8 as well (there the two paths differ only in rounding order).
 pub const GEMV_MAX_N: usize = 8;
+
+/// Smallest batch `n` for which Q8/Q4 products run as int8 GEMMs (activations quantized per
+/// 32-block, AVX512-VNNI `vpdpbusd`) where the thread's ISA has them; between
+/// [`GEMV_MAX_N`] and this, and on other ISAs, the weights are dequantized to f32.
+pub const INT8_GEMM_MIN_N: usize = 16;
+
+/// Whether a Q8/Q4 product of `n` rows called now on this thread quantizes the activations to
+/// int8 (matrix-vector kernels for `n <= GEMV_MAX_N`, int8 GEMM for `n >= INT8_GEMM_MIN_N` on
+/// AVX512-VNNI unless disabled with [`with_int8_gemm`]); false for float formats.
+pub fn int8_activations(format: Format, n: usize) -> bool {
+    format.is_quantized() && (n <= GEMV_MAX_N || int8_gemm_applies(n))
+}
+
+pub(crate) fn int8_gemm_applies(n: usize) -> bool {
+    n >= INT8_GEMM_MIN_N && dispatch::int8_gemm_enabled() && gemm_i8::supported()
+}

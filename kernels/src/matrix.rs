@@ -10,7 +10,7 @@ use crate::error::KernelError;
 use crate::format::{BlockQ4, BlockQ8, Format, QK};
 use crate::quantize::{quantize_q4, quantize_q8};
 use crate::weights::Weights;
-use crate::{gemm, gemv};
+use crate::{gemm, gemm_i8, gemv};
 
 /// Bytes shared with other owners, e.g. a memory-mapped packed-weight cache file.
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
@@ -242,6 +242,8 @@ impl PackedMatrix {
         };
         if n <= gemv_max_n {
             gemv::gemv(self.weights(), self.rows, self.cols, x, n, y);
+        } else if self.format.is_quantized() && crate::int8_gemm_applies(n) {
+            gemm_i8::gemm(self.weights(), self.rows, self.cols, x, n, y);
         } else {
             gemm::gemm(self.weights(), self.rows, self.cols, x, n, y);
         }

@@ -4,7 +4,10 @@ mod common;
 
 use common::{Rng, dequantized};
 use half::f16;
-use hark_kernels::{BlockQ4, Format, GEMV_MAX_N, Isa, PackedMatrix, QK, available_isas, with_isa};
+use hark_kernels::{
+    BlockQ4, Format, GEMV_MAX_N, INT8_GEMM_MIN_N, Isa, PackedMatrix, QK, available_isas,
+    int8_activations, with_int8_gemm, with_isa,
+};
 
 const NS: [usize; 11] = [1, 2, 3, 4, 5, 7, 8, 9, 17, 64, 65];
 const ROWS: [usize; 5] = [1, 3, 31, 33, 129];
@@ -57,13 +60,31 @@ fn block_min(m: &PackedMatrix, r: usize, b: usize) -> f32 {
 }
 
 fn check(format: Format, rows: usize, cols: usize, n: usize, isa: Isa, rng: &mut Rng) {
+    check_with(format, rows, cols, n, isa, true, rng);
+}
+
+/// As `check`, with the int8 GEMM path enabled or not; the tolerance includes the
+/// activation-quantization bound exactly when the product quantizes the activations.
+fn check_with(
+    format: Format,
+    rows: usize,
+    cols: usize,
+    n: usize,
+    isa: Isa,
+    int8_gemm: bool,
+    rng: &mut Rng,
+) {
     let m = PackedMatrix::from_f32(rows, cols, &rng.vec(rows * cols), format).unwrap();
     let x = rng.vec(n * cols);
     let w = dequantized(&m);
     let (want, mag) = reference(&w, rows, cols, &x, n);
     let mut y = vec![f32::NAN; n * rows];
-    with_isa(isa, || m.matmul(&x, n, &mut y));
-    let integer_acts = format.is_quantized() && n <= GEMV_MAX_N;
+    let integer_acts = with_int8_gemm(int8_gemm, || {
+        with_isa(isa, || {
+            m.matmul(&x, n, &mut y);
+            int8_activations(format, n)
+        })
+    });
     for j in 0..n {
         for r in 0..rows {
             let i = j * rows + r;
@@ -79,7 +100,7 @@ fn check(format: Format, rows: usize, cols: usize, n: usize, isa: Isa, rng: &mut
             let err = (f64::from(y[i]) - want[i]).abs();
             assert!(
                 err <= tol,
-                "{format} {isa} {rows}x{cols} n={n}: y[{j},{r}] = {} want {} (err {err:e} > {tol:e})",
+                "{format} {isa} int8 {integer_acts} {rows}x{cols} n={n}: y[{j},{r}] = {} want {} (err {err:e} > {tol:e})",
                 y[i],
                 want[i]
             );
@@ -136,6 +157,61 @@ fn q8_matches_reference() {
 #[test]
 fn q4_matches_reference() {
     check_format(Format::Q4, &QUANT_COLS);
+}
+
+/// The int8 GEMM (n >= INT8_GEMM_MIN_N) against the f64 reference: row counts that are not
+/// multiples of the 32-row panels or of the per-thread tiles, activation counts that are not
+/// multiples of the 6-row microkernel, on every path (plus portable, which dequantizes).
+fn check_int8_gemm(format: Format) {
+    let mut rng = Rng::new(format as u64 + 11);
+    let mut isas = available_isas();
+    if !isas.contains(&Isa::Portable) {
+        isas.insert(0, Isa::Portable);
+    }
+    for isa in isas {
+        for n in [16, 17, 33, 250] {
+            for rows in [1, 31, 33, 45, 100] {
+                for cols in [32, 96, 320] {
+                    check(format, rows, cols, n, isa, &mut rng);
+                }
+            }
+        }
+        // Several tiles per thread, a partial last panel, columns beyond one GEMM slab.
+        check(format, 1000 + 7, 1536, 33, isa, &mut rng);
+        check(format, 333, 2048 + 96, 19, isa, &mut rng);
+        // The dequantize + f32 path when the int8 GEMM is disabled (float tolerance only).
+        check_with(format, 45, 96, 33, isa, false, &mut rng);
+    }
+}
+
+#[test]
+fn q8_int8_gemm_matches_reference() {
+    check_int8_gemm(Format::Q8);
+}
+
+#[test]
+fn q4_int8_gemm_matches_reference() {
+    check_int8_gemm(Format::Q4);
+}
+
+#[test]
+fn int8_gemm_only_from_min_n_on_avx512() {
+    for isa in available_isas() {
+        with_isa(isa, || {
+            for format in Format::ALL {
+                for n in 1..=300 {
+                    let want = format.is_quantized()
+                        && (n <= GEMV_MAX_N || (n >= INT8_GEMM_MIN_N && isa >= Isa::Avx512));
+                    assert_eq!(int8_activations(format, n), want, "{format} {isa} n={n}");
+                    let off = with_int8_gemm(false, || int8_activations(format, n));
+                    assert_eq!(off, format.is_quantized() && n <= GEMV_MAX_N);
+                }
+            }
+        });
+    }
+    // n = GEMV_MAX_N + 1..INT8_GEMM_MIN_N keeps the dequantized f32 path (the model's
+    // quantization tests use n = GEMV_MAX_N + 4 there).
+    assert!((GEMV_MAX_N + 1..INT8_GEMM_MIN_N).all(|n| !int8_activations(Format::Q8, n)));
 }
 
 #[test]

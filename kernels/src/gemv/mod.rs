@@ -1,7 +1,7 @@
 //! Decode-time matrix-vector products (small `n`): memory bound, threaded over output
 //! rows. Q8/Q4 quantize the activations per 32-block to int8 and use integer dot products.
 
-mod act;
+pub(crate) mod act;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
