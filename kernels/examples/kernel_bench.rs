@@ -6,6 +6,7 @@
 //! cargo run --release -p hark-kernels --example kernel_bench -- --quick # no LM head, fewer reps
 //! cargo run --release -p hark-kernels --example kernel_bench -- 1536x262144 # only these shapes
 //! cargo run --release -p hark-kernels --example kernel_bench -- --gemm       # only the GEMM table
+//! cargo run --release -p hark-kernels --example kernel_bench -- --gemm --n=16,32 # other batches
 //! ```
 //! GEMV: n = 1, time and GB/s of packed weights read. GEMM: n = 325 and 250, GFLOP/s
 //! (2·n·in·out per product); the 262144-row LM head is left out of GEMM (prefill needs only the
@@ -139,6 +140,15 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     // Only the GEMM table (n = 325, 250).
     let gemm_only = args.iter().any(|a| a == "--gemm");
+    // `--n=16,32`: GEMM batch sizes instead of 325 and 250.
+    let gemm_ns: Vec<usize> =
+        args.iter()
+            .find_map(|a| a.strip_prefix("--n="))
+            .map_or(GEMM_NS.to_vec(), |l| {
+                l.split(',')
+                    .map(|v| v.parse().expect("--n=N,N,..."))
+                    .collect()
+            });
     let only: Vec<&String> = args.iter().filter(|a| a.contains('x')).collect();
     let budget = if quick { 0.2 } else { 0.6 };
     let isas = available_isas();
@@ -197,10 +207,10 @@ fn main() {
             "| {inp}→{out} | gemm crate f16 | {mb16:.0} |{} | | |\n",
             cell(g16, mb16)
         );
-        let mut gemm_row = vec![String::new(); GEMM_NS.len()];
+        let mut gemm_row = vec![String::new(); gemm_ns.len()];
         // Q8/Q4 on the dequantize + f32 GEMM path (int8 GEMM disabled), same run.
-        let mut old_row = vec![String::new(); GEMM_NS.len()];
-        let mut best_gemm = vec![f64::INFINITY; GEMM_NS.len()];
+        let mut old_row = vec![String::new(); gemm_ns.len()];
+        let mut best_gemm = vec![f64::INFINITY; gemm_ns.len()];
         for format in Format::ALL {
             let m = PackedMatrix::from_f32(out, inp, &base.w32, format).expect("packable shape");
             let mb = m.storage_bytes() as f64 / 1e6;
@@ -215,7 +225,7 @@ fn main() {
                 gemv += &format!("{row} {:.2}× | {:.2}× |\n", g32 / best, g16 / best);
             }
             if (inp, out) != LM_HEAD {
-                for (k, &n) in GEMM_NS.iter().enumerate() {
+                for (k, &n) in gemm_ns.iter().enumerate() {
                     let x = random(n * inp, 4);
                     let mut y = vec![0.0f32; n * out];
                     let secs = time(budget, || m.matmul(&x, n, &mut y));
@@ -232,7 +242,7 @@ fn main() {
             print!(".");
         }
         if (inp, out) != LM_HEAD {
-            for (k, &n) in GEMM_NS.iter().enumerate() {
+            for (k, &n) in gemm_ns.iter().enumerate() {
                 let flop = 2.0 * (n * inp * out) as f64;
                 let (b32, b16) = (base.f32_secs(inp, n, budget), base.f16_secs(inp, n, budget));
                 gemm_table += &format!(

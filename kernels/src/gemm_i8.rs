@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use crate::dispatch::{Isa, current_isa};
 use crate::format::{BlockQ4, BlockQ8, QK};
 use crate::gemv::act::QuantActs;
 use crate::weights::Weights;
@@ -38,14 +39,12 @@ struct Packed {
 
 /// Whether this thread's ISA has an int8 GEMM kernel.
 pub(crate) fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::dispatch::current_isa() >= crate::dispatch::Isa::Avx512
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    has_kernel(current_isa())
+}
+
+/// Whether `isa` has an int8 GEMM kernel.
+fn has_kernel(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa >= Isa::Avx512
 }
 
 /// Rows `first..first + tile` of `w` packed (missing rows of the last panel are zero).
@@ -97,6 +96,9 @@ fn pack(w: Weights<'_>, first: usize, tile: usize, nb: usize) -> Packed {
 
 /// `y[n, rows] = x[n, cols] · Wᵀ` for Q8/Q4 `w`; callers check [`supported`] first.
 pub(crate) fn gemm(w: Weights<'_>, rows: usize, cols: usize, x: &[f32], n: usize, y: &mut [f32]) {
+    // The ISA is read on the calling thread (`with_isa` does not reach rayon's workers).
+    let isa = current_isa();
+    assert!(has_kernel(isa), "int8 GEMM without AVX512-VNNI");
     let nb = cols / QK;
     let acts = QuantActs::new_par(x, cols);
     // Q8: each block's accumulator starts at -128 · Σ x_q (the codes are stored + 128).
@@ -122,7 +124,7 @@ pub(crate) fn gemm(w: Weights<'_>, rows: usize, cols: usize, x: &[f32], n: usize
             let packed = pack(w, first, tile, nb);
             let width = tile.next_multiple_of(PANEL);
             let mut out = vec![0.0f32; n * width];
-            tile_product(&packed, nb, &acts, &corr, n, &mut out, width);
+            tile_product(isa, &packed, nb, &acts, &corr, n, &mut out, width);
             out
         })
         .collect();
@@ -137,8 +139,11 @@ pub(crate) fn gemm(w: Weights<'_>, rows: usize, cols: usize, x: &[f32], n: usize
     }
 }
 
-/// `out[j, 0..width] = Σ_k x[j, k] · w[r, k]` for every panel of `p`, on this thread's ISA.
+/// `out[j, 0..width] = Σ_k x[j, k] · w[r, k]` for every panel of `p`, on `isa` (never above
+/// what this CPU has, as `current_isa` returns).
+#[allow(clippy::too_many_arguments)]
 fn tile_product(
+    isa: Isa,
     p: &Packed,
     nb: usize,
     acts: &QuantActs,
@@ -149,14 +154,14 @@ fn tile_product(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        assert!(supported(), "int8 GEMM without AVX512-VNNI");
-        // SAFETY: `supported()` checked that this thread's ISA (never above what the CPU has)
-        // includes AVX-512 F/BW/VL and VNNI.
+        assert!(has_kernel(isa), "int8 GEMM without AVX512-VNNI");
+        // SAFETY: `isa` comes from `current_isa()`, never above what the CPU was detected to
+        // have, and `Isa::Avx512` includes AVX-512 F/BW/VL and VNNI.
         unsafe { avx512::tile_product(p, nb, acts, corr, n, out, width) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (p, nb, acts, corr, n, out, width);
+        let _ = (isa, p, nb, acts, corr, n, out, width);
         unreachable!("int8 GEMM without AVX512-VNNI");
     }
 }
