@@ -4,8 +4,10 @@
 //!
 //! Small batches (decode) use memory-bound matrix-vector kernels threaded over output rows;
 //! Q8/Q4 quantize the activations per 32-block to int8 and use integer dot products (AVX2
-//! `maddubs`, AVX512-VNNI `dpbusd`). Larger batches (prefill, encoder) dequantize tiles of
-//! rows once per call and run the `gemm` crate's f32 kernels. The instruction-set path is
+//! `maddubs`, AVX512-VNNI `dpbusd`). Larger batches (prefill, encoder) of Q8/Q4 weights with
+//! n ≥ [`INT8_GEMM_MIN_N`] run as int8 GEMMs on AVX512-VNNI (register-blocked `vpdpbusd`
+//! microkernel on repacked weight panels); the other large products dequantize tiles of rows
+//! once per call and run the `gemm` crate's f32 kernels. The instruction-set path is
 //! detected at run time ([`detected_isa`]) and can be forced per thread ([`with_isa`]).
 
 mod dispatch;
