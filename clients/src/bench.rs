@@ -19,6 +19,7 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use hark_model::features::log_mel;
 use hark_model::nn::to_vec;
+use hark_model::packed_cache;
 use hark_model::text::Logits;
 use hark_model::{
     BackendKind, BackendTask, Checkpoint, Kernels, SpeechModel, Task, WeightsChoice, run_on,
@@ -392,13 +393,10 @@ fn synthetic_checkpoint(
     config: &Value,
     generation: Option<&Value>,
 ) -> Result<Checkpoint> {
-    let dir = match (args.in_memory, bench_dir()) {
+    let dir = match (args.in_memory, packed_cache::cache_root()) {
         (false, Some(root)) => {
-            let text = config.to_string();
-            let id = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-            root.join(format!("{id:016x}-seed{}", args.seed))
+            let id = packed_cache::fnv1a(config.to_string().as_bytes());
+            root.join(format!("bench/{id:016x}-seed{}", args.seed))
         }
         _ => {
             return synthetic::checkpoint(name, config, generation, args.seed)
@@ -414,20 +412,6 @@ fn synthetic_checkpoint(
         Checkpoint::open(&dir).with_context(|| format!("cannot open {}", dir.display()))?;
     ckpt.name = name.to_string();
     Ok(ckpt)
-}
-
-/// Where `hark bench` keeps its synthetic checkpoints: `$HARK_CACHE_DIR/bench`, else
-/// `$XDG_CACHE_HOME/hark/bench`, else `~/.cache/hark/bench`.
-fn bench_dir() -> Option<PathBuf> {
-    let env = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("HARK_CACHE_DIR")
-        .map(|d| d.join("bench"))
-        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("hark/bench")))
-        .or_else(|| env("HOME").map(|d| d.join(".cache/hark/bench")))
 }
 
 /// Reset the process's peak resident memory (Linux: `5` to `/proc/self/clear_refs`).

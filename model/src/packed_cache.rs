@@ -62,21 +62,13 @@ impl std::fmt::Debug for PackedCache {
 }
 
 impl PackedCache {
-    /// The directory caches go to: `$HARK_CACHE_DIR/packed`, else `$XDG_CACHE_HOME/hark/packed`,
-    /// else `~/.cache/hark/packed`. `HARK_PACKED_CACHE=0` turns the cache off.
+    /// The directory packed weights go to: `packed/` under [`cache_root`]; none when
+    /// `HARK_PACKED_CACHE=0` turns the cache off.
     pub fn default_dir() -> Option<PathBuf> {
         if std::env::var_os("HARK_PACKED_CACHE").is_some_and(|v| v == "0") {
             return None;
         }
-        let env = |name| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        env("HARK_CACHE_DIR")
-            .map(|d| d.join("packed"))
-            .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("hark/packed")))
-            .or_else(|| env("HOME").map(|d| d.join(".cache/hark/packed")))
+        cache_root().map(|d| d.join("packed"))
     }
 
     /// The cache for `key` (which names the checkpoint files and the precision) in `dir`,
@@ -241,8 +233,21 @@ fn map(path: &Path, key: &str) -> Result<Option<Mapped>, String> {
     }))
 }
 
+/// Hark's cache directory: `$HARK_CACHE_DIR`, else `$XDG_CACHE_HOME/hark`, else
+/// `~/.cache/hark`.
+pub fn cache_root() -> Option<PathBuf> {
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("HARK_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("hark")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/hark")))
+}
+
 /// FNV-1a, 64-bit: a stable file name for a key (std's hasher may change between releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
