@@ -77,23 +77,32 @@ impl Golden {
     }
 }
 
-/// Cosine and max |Δ| / max |reference| of the first `n` values; asserts the tolerances.
-fn compare(stage: &str, got: &[f32], want: &[f32], n: usize) -> (f64, f64) {
-    assert!(got.len() >= n && want.len() >= n, "{stage}: too few values");
-    let (mut dot, mut gg, mut ww, mut max_d, mut max_w) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for (&a, &b) in got[..n].iter().zip(&want[..n]) {
+/// Cosine similarity (1 for two zero vectors).
+fn cosine(got: &[f32], want: &[f32]) -> f64 {
+    let (mut dot, mut gg, mut ww) = (0f64, 0f64, 0f64);
+    for (&a, &b) in got.iter().zip(want) {
         let (a, b) = (a as f64, b as f64);
         dot += a * b;
         gg += a * a;
         ww += b * b;
-        max_d = max_d.max((a - b).abs());
-        max_w = max_w.max(b.abs());
     }
-    let cosine = if gg == 0.0 && ww == 0.0 {
+    if gg == 0.0 && ww == 0.0 {
         1.0
     } else {
         dot / (gg.sqrt() * ww.sqrt())
-    };
+    }
+}
+
+/// Cosine and max |Δ| / max |reference| of the first `n` values; asserts the tolerances.
+fn compare(stage: &str, got: &[f32], want: &[f32], n: usize) -> (f64, f64) {
+    assert!(got.len() >= n && want.len() >= n, "{stage}: too few values");
+    let (mut max_d, mut max_w) = (0f64, 0f64);
+    for (&a, &b) in got[..n].iter().zip(&want[..n]) {
+        let (a, b) = (a as f64, b as f64);
+        max_d = max_d.max((a - b).abs());
+        max_w = max_w.max(b.abs());
+    }
+    let cosine = cosine(&got[..n], &want[..n]);
     let rel = if max_w == 0.0 { max_d } else { max_d / max_w };
     assert!(cosine >= COSINE, "{stage}: cosine {cosine} < {COSINE}");
     assert!(
@@ -716,17 +725,10 @@ fn gguf_model_runs_on_native_blocks() {
         let samples = read_wav(&fixtures().join(format!("audio/{clip}.wav")));
         let want = exact.dump(&samples, &Task::default(), 12).unwrap();
         let got = packed.dump(&samples, &Task::default(), 12).unwrap();
-        let (a, b) = (
+        let cosine = cosine(
             &got.generation.prompt_logits_last,
             &want.generation.prompt_logits_last,
         );
-        let dot: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| f64::from(*x) * f64::from(*y))
-            .sum();
-        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        let cosine = dot / (norm(a) * norm(b));
         let firm = want
             .generation
             .margins
