@@ -938,8 +938,8 @@ mod tests {
         }))
         .unwrap();
         let c = crate::config::ModelConfig::resolve(&json, None, None).unwrap();
-        let mut names = crate::audio::expected_tensors(&c.audio, 128, c.text.hidden_size);
-        names.extend(crate::text::expected_tensors(&c.text));
+        let mut names = crate::encoder::expected_tensors(&c.audio, 128, c.text.hidden_size);
+        names.extend(crate::decoder::expected_tensors(&c.text));
         assert!(names.len() > 900, "{}", names.len());
         let mut gguf_names = HashSet::new();
         for (hf, _) in &names {

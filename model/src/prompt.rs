@@ -130,7 +130,7 @@ pub fn build(
 /// Audio tokens for `samples` samples: `ceil(floor((N − 1) / 160) / 4)`, capped
 /// (docs/model.md §1.5).
 pub fn audio_token_count(mel: &MelSpec, samples: usize, cap: usize) -> usize {
-    crate::audio::tokens_for_frames(mel.valid_frames(samples)).min(cap)
+    crate::encoder::tokens_for_frames(mel.valid_frames(samples)).min(cap)
 }
 
 #[cfg(test)]

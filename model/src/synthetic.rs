@@ -28,7 +28,7 @@ use crate::config::{Gemma4ConfigJson, GenerationConfigJson, ModelConfig};
 use crate::error::LoadError;
 use crate::prompt::{Task, render};
 use crate::tokenizer::TextTokenizer;
-use crate::{audio, text};
+use crate::{decoder, encoder};
 
 /// `config.json` of google/gemma-4-E2B-it's speech path (docs/model.md §2 and §4). The vision tower
 /// is left out: Hark never runs it, so the synthetic checkpoint carries no vision weights.
@@ -237,12 +237,12 @@ pub fn write_dir(
 /// Every tensor the speech model loads for `config`, with its shape (what
 /// [`SpeechModel::load`](crate::SpeechModel::load) checks the checkpoint against).
 pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let mut expected = audio::expected_tensors(
+    let mut expected = encoder::expected_tensors(
         &config.audio,
         config.features.feature_size,
         config.text.hidden_size,
     );
-    expected.extend(text::expected_tensors(&config.text));
+    expected.extend(decoder::expected_tensors(&config.text));
     expected
 }
 

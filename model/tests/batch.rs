@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use burn::backend::Flex;
+use hark_model::decoder::{Logits, Request};
 use hark_model::features::log_mel;
 use hark_model::nn::to_vec;
-use hark_model::text::{Logits, Request};
 use hark_model::{Checkpoint, SpeechModel, Task, WeightDtype};
 
 fn model(name: &str) -> SpeechModel<Flex> {

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use burn::backend::Flex;
 use hark_model::features::log_mel;
-use hark_model::model::StopReason;
+use hark_model::speech::StopReason;
 use hark_model::{GenerateOptions, SpeechModel, Task, WeightDtype, synthetic};
 
 /// 5 s of speech: a fixture clip, looped.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
-use hark_model::model::DumpTensors;
+use hark_model::speech::DumpTensors;
 use hark_model::{Checkpoint, GenerateOptions, SpeechModel, Task, WeightDtype};
 use safetensors::SafeTensors;
 

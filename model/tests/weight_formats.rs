@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
-use hark_model::model::DumpTensors;
+use hark_model::speech::DumpTensors;
 use hark_model::{Checkpoint, SpeechModel, Task, WeightDtype};
 
 fn fixtures() -> PathBuf {

@@ -5,15 +5,15 @@ use std::time::Instant;
 
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::audio::{self, AudioEncoder};
 use crate::checkpoint::{Checkpoint, TensorStore};
 use crate::config::ModelConfig;
+use crate::decoder::{self, DecoderCache, Logits, TextDecoder};
+use crate::encoder::{self, AudioEncoder};
 use crate::error::{LoadError, ModelError};
 use crate::features::{self, MelSpec};
 use crate::nn::{Loader, to_vec};
 use crate::packed_cache::PackedCache;
 use crate::prompt::{self, Prompt, Task};
-use crate::text::{self, DecoderCache, Logits, TextDecoder};
 use crate::tokenizer::{TextTokenizer, special};
 use crate::weights::{Kernels, Weights};
 
@@ -472,16 +472,16 @@ impl<B: Backend> SpeechModel<B> {
 /// expected extras).
 pub fn check_tensors(ckpt: &Checkpoint) -> Result<(), LoadError> {
     let config = &ckpt.config;
-    let mut expected = audio::expected_tensors(
+    let mut expected = encoder::expected_tensors(
         &config.audio,
         config.features.feature_size,
         config.text.hidden_size,
     );
-    expected.extend(text::expected_tensors(&config.text));
+    expected.extend(decoder::expected_tensors(&config.text));
     let report = ckpt.tensors.validate(&expected, |name| {
         name.starts_with("model.vision_tower.")
             || name.starts_with("model.embed_vision.")
-            || text::is_ignored(&config.text, name)
+            || decoder::is_ignored(&config.text, name)
     });
     if report.is_clean() {
         Ok(())
