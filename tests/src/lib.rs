@@ -16,6 +16,7 @@ pub mod http;
 pub mod native;
 pub mod offline;
 pub mod openai;
+pub mod python;
 
 use std::path::{Path, PathBuf};
 
