@@ -4,7 +4,8 @@
 //! start, the segment's audio (pre-roll first), splits of over-long segments and segment end.
 //! Silence and steady noise produce no events, hence no encoder or decoder work and no text.
 //! Frames are scored by a [`VoiceDetector`]: [`WebRtcVad`] by default, `EarshotVad` with the
-//! `earshot` feature.
+//! `earshot` feature. [`speech_segments`] cuts a whole recording the same way, for offline
+//! transcription.
 
 mod classify;
 mod config;
@@ -15,6 +16,7 @@ mod error;
 mod floor;
 mod gate;
 mod history;
+mod segments;
 mod split;
 mod webrtc;
 
@@ -27,4 +29,5 @@ pub use detector::{SAMPLE_RATE, VoiceDetector};
 pub use earshot::{EARSHOT_FRAME_LEN, EarshotVad};
 pub use error::VadError;
 pub use gate::{GateEvent, SpeechGate};
+pub use segments::speech_segments;
 pub use webrtc::WebRtcVad;

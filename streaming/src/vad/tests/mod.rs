@@ -3,6 +3,7 @@
 mod clips;
 mod errors;
 mod measure;
+mod segments;
 mod stream;
 
 use std::path::PathBuf;
