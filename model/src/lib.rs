@@ -22,12 +22,12 @@ pub mod error;
 pub mod features;
 pub mod gguf;
 pub mod hub;
+pub mod language;
 pub mod nn;
 pub mod packed_cache;
 pub mod prompt;
 pub mod quant;
 pub mod speech;
-pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;
 
