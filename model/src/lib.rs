@@ -28,6 +28,7 @@ pub mod packed_cache;
 pub mod prompt;
 pub mod quant;
 pub mod speech;
+pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;
 
