@@ -170,6 +170,8 @@ pub struct Config {
     pub shed_partials_after_ms: u32,
     /// Audio queued per stream before the client is slowed down, s.
     pub queue_s: u32,
+    /// Largest upload to the OpenAI audio HTTP API (`/v1/audio/*`), MiB.
+    pub max_upload_mb: u32,
     /// Lag that triggers a `lagging` warning, s.
     pub lag_warning_s: f64,
     /// A client that accepts no data for this long is disconnected, s.
@@ -203,6 +205,7 @@ impl Default for Config {
             chunk_ms: 200,
             shed_partials_after_ms: 600,
             queue_s: 60,
+            max_upload_mb: 100,
             lag_warning_s: 2.0,
             send_timeout_s: 10,
             shutdown_grace_s: 15,
@@ -264,6 +267,10 @@ pub struct Cli {
     /// Token budget per hypothesis [default: 192].
     #[arg(long, env = "HARKD_MAX_NEW_TOKENS")]
     pub max_new_tokens: Option<usize>,
+    /// Largest upload to /v1/audio/transcriptions and /v1/audio/translations, MiB
+    /// [default: 100].
+    #[arg(long, env = "HARKD_MAX_UPLOAD_MB")]
+    pub max_upload_mb: Option<u32>,
     /// Seconds without any frame before a session is closed [default: 30].
     #[arg(long, env = "HARKD_IDLE_TIMEOUT_S")]
     pub idle_timeout_s: Option<u32>,
@@ -339,6 +346,7 @@ impl Config {
         set(&mut self.batch, &cli.batch);
         set(&mut self.default_language, &cli.default_language);
         set(&mut self.max_new_tokens, &cli.max_new_tokens);
+        set(&mut self.max_upload_mb, &cli.max_upload_mb);
         set(&mut self.limits.idle_timeout_s, &cli.idle_timeout_s);
         set(&mut self.limits.max_session_s, &cli.max_session_s);
         set(&mut self.limits.resume_window_s, &cli.resume_window_s);
@@ -386,6 +394,9 @@ impl Config {
         }
         if !(1..=3_600).contains(&self.queue_s) {
             return Err(invalid("queue_s", "must be 1..=3600"));
+        }
+        if !(1..=4_096).contains(&self.max_upload_mb) {
+            return Err(invalid("max_upload_mb", "must be 1..=4096"));
         }
         if !(self.lag_warning_s.is_finite() && self.lag_warning_s > 0.0) {
             return Err(invalid("lag_warning_s", "must be a positive number"));

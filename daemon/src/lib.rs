@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod language;
 pub mod metrics;
 pub mod model;

@@ -56,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_page))
         .route(LISTEN_PATH, get(listen))
         .route(REALTIME_PATH, get(realtime))
+        .merge(crate::http::routes())
         .fallback(get(asset))
         .with_state(state)
 }
