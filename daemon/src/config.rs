@@ -180,6 +180,19 @@ pub struct Config {
     pub shutdown_grace_s: u32,
     /// `retry_after_s` sent with `server_busy`.
     pub busy_retry_after_s: u32,
+    /// A connection must send its request headers within this long (also the keep-alive
+    /// idle limit), s.
+    pub header_timeout_s: u32,
+    /// A native WebSocket must send `start` within this long of connecting, s.
+    pub start_timeout_s: u32,
+    /// Open connections in all (HTTP and WebSocket); 0 = automatic (see
+    /// `resolved_max_connections`).
+    pub max_connections: usize,
+    /// Open connections from one peer address; 0 = automatic.
+    pub max_connections_per_peer: usize,
+    /// Browser origins besides the server's own allowed to open WebSockets
+    /// (`https://host[:port]`, or `*` for any).
+    pub allowed_origins: Vec<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// Limits advertised to clients.
@@ -210,6 +223,11 @@ impl Default for Config {
             send_timeout_s: 10,
             shutdown_grace_s: 15,
             busy_retry_after_s: 5,
+            header_timeout_s: 10,
+            start_timeout_s: 10,
+            max_connections: 0,
+            max_connections_per_peer: 0,
+            allowed_origins: Vec::new(),
             log_format: LogFormat::Text,
             limits: LimitsConfig::default(),
         }
@@ -283,6 +301,23 @@ pub struct Cli {
     /// Largest binary audio frame in bytes [default: 262144].
     #[arg(long, env = "HARKD_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<u32>,
+    /// Seconds a connection may take to send its request headers [default: 10].
+    #[arg(long, env = "HARKD_HEADER_TIMEOUT_S")]
+    pub header_timeout_s: Option<u32>,
+    /// Seconds a native WebSocket may take to send `start` [default: 10].
+    #[arg(long, env = "HARKD_START_TIMEOUT_S")]
+    pub start_timeout_s: Option<u32>,
+    /// Open connections in all; 0 = max(8 x max-sessions, 512), bounded by the open-file
+    /// limit [default: 0].
+    #[arg(long, env = "HARKD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections per peer address; 0 = max(2 x max-sessions, 128) [default: 0].
+    #[arg(long, env = "HARKD_MAX_CONNECTIONS_PER_PEER")]
+    pub max_connections_per_peer: Option<usize>,
+    /// Browser origins besides harkd's own allowed to open WebSockets, comma-separated
+    /// (https://host[:port], or * for any).
+    #[arg(long, env = "HARKD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
     /// Log format [default: text].
     #[arg(long, value_enum, env = "HARKD_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -351,6 +386,11 @@ impl Config {
         set(&mut self.limits.max_session_s, &cli.max_session_s);
         set(&mut self.limits.resume_window_s, &cli.resume_window_s);
         set(&mut self.limits.max_frame_bytes, &cli.max_frame_bytes);
+        set(&mut self.header_timeout_s, &cli.header_timeout_s);
+        set(&mut self.start_timeout_s, &cli.start_timeout_s);
+        set(&mut self.max_connections, &cli.max_connections);
+        set(&mut self.max_connections_per_peer, &cli.max_connections_per_peer);
+        set(&mut self.allowed_origins, &cli.allowed_origins);
         set(&mut self.log_format, &cli.log_format);
     }
 
@@ -404,6 +444,22 @@ impl Config {
         if self.send_timeout_s == 0 {
             return Err(invalid("send_timeout_s", "must be at least 1"));
         }
+        if !(1..=3_600).contains(&self.header_timeout_s) {
+            return Err(invalid("header_timeout_s", "must be 1..=3600"));
+        }
+        if !(1..=3_600).contains(&self.start_timeout_s) {
+            return Err(invalid("start_timeout_s", "must be 1..=3600"));
+        }
+        if let Some(bad) = self
+            .allowed_origins
+            .iter()
+            .find(|o| crate::origin::parse_allowed(o).is_none())
+        {
+            return Err(invalid(
+                "allowed_origins",
+                format!("`{bad}` is not an origin (scheme://host[:port] without a path, or *)"),
+            ));
+        }
         let l = &self.limits;
         if !(64..=16 * 1024 * 1024).contains(&l.max_frame_bytes) {
             return Err(invalid(
@@ -443,6 +499,24 @@ impl Config {
             return Err(invalid("limits.max_channels", "must be 1..=32"));
         }
         Ok(())
+    }
+
+    /// Open connections in all: the setting, or max(8 x max_sessions, 512).
+    pub fn resolved_max_connections(&self) -> usize {
+        match self.max_connections {
+            0 => (8 * self.max_sessions).max(512),
+            n => n,
+        }
+    }
+
+    /// Open connections per peer address: the setting, or max(2 x max_sessions, 128); never
+    /// more than the total.
+    pub fn resolved_max_connections_per_peer(&self) -> usize {
+        let n = match self.max_connections_per_peer {
+            0 => (2 * self.max_sessions).max(128),
+            n => n,
+        };
+        n.min(self.resolved_max_connections())
     }
 
     /// The token clients must present, reading `token_file` if that is how it is given.

@@ -35,6 +35,8 @@ pub const WORKER_BUSY: &str = "harkd_worker_busy_milliseconds_total";
 pub const WORKER_AUDIO: &str = "harkd_worker_audio_milliseconds_total";
 pub const REAL_TIME_FACTOR: &str = "harkd_real_time_factor";
 pub const STREAM_PANICS: &str = "harkd_stream_panics_total";
+pub const CONNECTIONS_REFUSED: &str = "harkd_connections_refused_total";
+pub const ACCEPT_ERRORS: &str = "harkd_accept_errors_total";
 
 /// Histogram buckets for latencies, seconds.
 const LATENCY_BUCKETS: [f64; 15] = [
@@ -71,6 +73,14 @@ fn describe() {
         "Connections refused before a session, by reason."
     );
     describe_gauge!(SESSION_SLOTS, "Configured session slots (max_sessions).");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections answered 503 because every connection slot was busy."
+    );
+    describe_counter!(
+        ACCEPT_ERRORS,
+        "Failed accepts (out of file descriptors or memory)."
+    );
     describe_counter!(
         AUDIO_SECONDS,
         Unit::Seconds,

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::authorized;
 use crate::config::{Config, ConfigError};
+use crate::listener::{self, ListenerSettings};
 use crate::metrics as m;
 use crate::model::ModelLoadError;
 use crate::session;
@@ -121,6 +122,9 @@ async fn listen(
     Query(query): QueryMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Some(refused) = foreign_origin(&state, &headers) {
+        return refused;
+    }
     let ok = authorized(
         state.token.as_deref(),
         &headers,
@@ -140,6 +144,9 @@ async fn realtime(
     Query(query): QueryMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Some(refused) = foreign_origin(&state, &headers) {
+        return refused;
+    }
     let ok = authorized(
         state.token.as_deref(),
         &headers,
@@ -157,6 +164,28 @@ async fn realtime(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| session::openai::serve(socket, state, ok, beta))
+}
+
+/// `403` for a WebSocket a browser opens from a page harkd does not allow (see
+/// [`crate::origin`]); `None` when it may go on.
+fn foreign_origin(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let origin = text(header::ORIGIN);
+    if state.origins.allows(origin, text(header::HOST)) {
+        return None;
+    }
+    let origin = origin.unwrap_or_default();
+    tracing::info!(origin, "WebSocket from a foreign web page refused");
+    metrics::counter!(m::SESSIONS_REFUSED, "reason" => "forbidden_origin").increment(1);
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "WebSockets from pages at {origin} are not allowed; add it to harkd's allowed_origins\n"
+            ),
+        )
+            .into_response(),
+    )
 }
 
 /// Files of `web/`; `/captions` is `captions.html`.
@@ -199,9 +228,14 @@ pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<()
     ));
     let watchdog = tokio::spawn(systemd::watchdog());
 
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(state.shutdown_signal())
-        .await?;
+    listener::serve(
+        listener,
+        router(state.clone()),
+        listener_settings(&state.config),
+        state.shutdown_signal(),
+    )
+    .await;
+
 
     // Sessions watch the same signal: each finalises its open segment, sends `shutting_down`
     // and `closed`, and closes.
@@ -221,6 +255,31 @@ pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<()
     };
     tracing::info!("stopped");
     loaded
+}
+
+/// The accept loop's settings; the connection cap is kept below what file descriptors allow.
+fn listener_settings(config: &Config) -> ListenerSettings {
+    let wanted = config.resolved_max_connections();
+    let max_connections = match listener::fd_budget() {
+        Some(budget) if budget < wanted => {
+            if config.max_connections > 0 {
+                tracing::warn!(
+                    "max_connections = {wanted} is more than the open-file limit allows; using {budget} (raise LimitNOFILE)"
+                );
+            }
+            budget
+        }
+        _ => wanted,
+    };
+    ListenerSettings {
+        header_timeout: Duration::from_secs(u64::from(config.header_timeout_s)),
+        max_connections,
+        max_per_peer: config
+            .resolved_max_connections_per_peer()
+            .min(max_connections),
+        retry_after_s: config.busy_retry_after_s,
+        shutdown_grace: Duration::from_secs(u64::from(config.shutdown_grace_s)),
+    }
 }
 
 /// Load the model off the async threads; on failure, stop the server.

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::Config;
 use crate::model::LoadedModel;
+use crate::origin::OriginPolicy;
 use crate::session::resume::ResumeStore;
 
 /// Everything the handlers share.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The bearer token clients must present, if any.
     pub token: Option<String>,
+    /// Which browser pages may open WebSockets.
+    pub origins: OriginPolicy,
     model: OnceLock<LoadedModel>,
     /// One permit per session slot (`max_sessions`).
     slots: Arc<Semaphore>,
@@ -41,7 +44,7 @@ pub enum Refusal {
     ShuttingDown,
 }
 
-/// The outcome of admission at connect time.
+/// The outcome of admission when a session starts.
 #[derive(Debug)]
 pub enum Admission {
     /// A slot is held for the session.
@@ -53,13 +56,15 @@ pub enum Admission {
 
 impl AppState {
     pub fn new(config: Config, token: Option<String>, metrics: Option<PrometheusHandle>) -> Self {
-        let limits = config.limits.limits();
+        let limits = config.limits.clone();
         let slots = Arc::new(Semaphore::new(config.max_sessions));
         let (shutdown, _) = watch::channel(false);
+        let origins = OriginPolicy::new(&config.allowed_origins, config.listen.is_loopback());
         Self {
             config,
             limits,
             token,
+            origins,
             model: OnceLock::new(),
             slots,
             parked: ResumeStore::default(),
@@ -81,14 +86,20 @@ impl AppState {
         }
     }
 
-    /// Try to admit a new connection. Never waits: a full server answers at once.
-    pub fn admit(&self) -> Result<Admission, Refusal> {
+    /// Whether a new connection may go on to start a session (it takes no slot yet).
+    pub fn accepting(&self) -> Result<(), Refusal> {
         if self.is_shutting_down() {
             return Err(Refusal::ShuttingDown);
         }
         if self.model().is_none() {
             return Err(Refusal::Loading);
         }
+        Ok(())
+    }
+
+    /// Try to admit a session that starts. Never waits: a full server answers at once.
+    pub fn admit(&self) -> Result<Admission, Refusal> {
+        self.accepting()?;
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => Ok(Admission::Admitted(permit)),
             Err(_) if !self.parked.is_empty() => Ok(Admission::Deferred),

@@ -18,6 +18,10 @@
     finals: $("finals"),
     committed: $("committed"),
     tentative: $("tentative"),
+    confirm: $("confirm"),
+    confirmText: $("confirm-text"),
+    confirmSend: $("confirm-send"),
+    confirmLocal: $("confirm-local"),
   };
 
   /** Finished segments, for the .vtt download. */
@@ -39,12 +43,58 @@
     ui.stop.hidden = true;
   }
 
-  function serverUrl() {
-    let base = params.get("server");
-    if (!base) {
-      base = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
+  /** The harkd this page serves from. */
+  function ownServer() {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
+  }
+
+  // A link may name another server (?server=); audio goes there only once the user agreed.
+  let server = params.get("server") || ownServer();
+  let serverConfirmed = false;
+
+  /** The named server is not the one serving this page. */
+  function isForeign(base) {
+    try {
+      return new URL(base.replace(/^http/, "ws")).host !== location.host;
+    } catch {
+      return true;
     }
-    const url = new URL(base.replace(/^http/, "ws"));
+  }
+
+  /** Run `action` once audio may go to `server`: at once for this page's own server, after
+   *  an explicit confirmation naming it for any other. */
+  function whenAllowed(action) {
+    if (!isForeign(server) || serverConfirmed) {
+      action();
+      return;
+    }
+    let named;
+    try {
+      named = shownUrl(serverUrl());
+    } catch {
+      named = server;
+    }
+    ui.start.hidden = true;
+    setState("confirm", "Waiting for your confirmation.");
+    ui.confirmText.textContent =
+      `This link asks to send your audio to ${named}, which is not the server of this page ` +
+      `(${location.host}). Only agree if you trust that server.`;
+    ui.confirmSend.textContent = `Send audio to ${named}`;
+    ui.confirm.hidden = false;
+    ui.confirmSend.onclick = () => {
+      serverConfirmed = true;
+      ui.confirm.hidden = true;
+      action();
+    };
+    ui.confirmLocal.onclick = () => {
+      server = ownServer();
+      ui.confirm.hidden = true;
+      action();
+    };
+  }
+
+  function serverUrl() {
+    const url = new URL(server.replace(/^http/, "ws"));
     if (url.pathname === "/" || url.pathname === "") url.pathname = "/v1/listen";
     const token = params.get("token");
     if (token) url.searchParams.set("token", token);
@@ -317,7 +367,7 @@
 
   ui.start.addEventListener("click", () => {
     failed = false;
-    streamMicrophone();
+    whenAllowed(streamMicrophone);
   });
   ui.stop.addEventListener("click", () => {
     stopAudio();
@@ -328,9 +378,10 @@
   const src = params.get("src");
   if (src) {
     ui.start.hidden = true;
-    streamUrl(src);
+    whenAllowed(() => streamUrl(src));
   } else if (params.get("autostart") === "1") {
-    streamMicrophone();
+    // Never toward another server without a click: whenAllowed asks first.
+    whenAllowed(streamMicrophone);
   } else {
     setState("idle", "Press “Start microphone” to caption what you say.");
   }

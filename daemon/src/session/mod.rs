@@ -264,6 +264,11 @@ trait Dispatch {
     }
     /// When the client's last frame arrived.
     fn last_frame(&mut self) -> &mut Instant;
+    /// When the session must have started, and the limit in seconds (for the message); `None`
+    /// once it has or where there is nothing to start.
+    fn start_deadline(&self) -> Option<(Instant, u32)> {
+        None
+    }
     /// Handle a client frame.
     async fn on_frame(&mut self, msg: Message) -> Result<(), Self::End>;
     /// Handle the stream's next output (`None`: the stream stopped).
@@ -277,6 +282,7 @@ enum Wake {
     Frame(Option<Result<Message, axum::Error>>),
     Output(Option<Output>),
     Idle,
+    StartTimeout(u32),
     Shutdown,
 }
 
@@ -290,11 +296,16 @@ async fn dispatch<S: Dispatch>(session: &mut S, stream: &mut SplitStream<WebSock
     loop {
         let armed = session.idle_armed();
         let quiet_until = *session.last_frame() + idle;
+        let start = session.start_deadline();
+        let (start_by, start_s) = start.unwrap_or((quiet_until, 0));
         let wake = tokio::select! {
             biased;
             () = &mut shutdown => Wake::Shutdown,
             out = recv(session.link()) => Wake::Output(out),
             frame = stream.next() => Wake::Frame(frame),
+            () = tokio::time::sleep_until(start_by.into()), if start.is_some() => {
+                Wake::StartTimeout(start_s)
+            }
             () = tokio::time::sleep_until(quiet_until.into()), if armed => Wake::Idle,
         };
         let step = match wake {
@@ -305,6 +316,14 @@ async fn dispatch<S: Dispatch>(session: &mut S, stream: &mut SplitStream<WebSock
                 .finish(
                     ErrorCode::IdleTimeout,
                     &format!("no frame for {} s", idle.as_secs()),
+                )
+                .await),
+            // A socket that never starts a session is closed soon: it must not linger until
+            // the idle timeout (keepalives would reset that).
+            Wake::StartTimeout(limit_s) => Err(session
+                .finish(
+                    ErrorCode::IdleTimeout,
+                    &format!("no `start` within {limit_s} s of connecting"),
                 )
                 .await),
             Wake::Output(output) => session.on_output(output).await,

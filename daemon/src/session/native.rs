@@ -24,7 +24,7 @@ use super::{
 use crate::language::language_name;
 use crate::metrics as m;
 use crate::scheduler::{Output, StreamLink};
-use crate::state::{Admission, AppState, Refusal};
+use crate::state::{AppState, Refusal};
 
 /// Finals a session keeps for replay after a resume.
 const KEPT_FINALS: usize = 256;
@@ -113,20 +113,19 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, authorized: bool) {
         .await;
         return;
     }
-    let admission = match state.admit() {
-        Ok(a) => a,
-        Err(refusal) => {
-            let (code, message, retry) = refusal_message(&state, refusal);
-            refuse(out, &mut stream, code, message, retry).await;
-            return;
-        }
-    };
+    // A slot is taken only by `start`: sockets that never start hold none.
+    if let Err(refusal) = state.accepting() {
+        let (code, message, retry) = refusal_message(&state, refusal);
+        refuse(out, &mut stream, code, message, retry).await;
+        return;
+    }
+    let now = Instant::now();
     let session = Session {
         state: state.clone(),
         out,
-        admission: Some(admission),
+        start_by: now + Duration::from_secs(u64::from(state.config.start_timeout_s)),
         run: None,
-        last_frame: Instant::now(),
+        last_frame: now,
     };
     session.serve(&mut stream).await;
 }
@@ -197,8 +196,8 @@ fn count_error(code: ErrorCode) {
 struct Session {
     state: Arc<AppState>,
     out: Outbox,
-    /// Admission outcome until `start` turns it into a slot.
-    admission: Option<Admission>,
+    /// `start` must arrive before this.
+    start_by: Instant,
     run: Option<Box<Running>>,
     last_frame: Instant,
 }
@@ -221,6 +220,12 @@ impl Dispatch for Session {
 
     fn last_frame(&mut self) -> &mut Instant {
         &mut self.last_frame
+    }
+
+    fn start_deadline(&self) -> Option<(Instant, u32)> {
+        self.run
+            .is_none()
+            .then_some((self.start_by, self.state.config.start_timeout_s))
     }
 
     async fn on_frame(&mut self, msg: Message) -> Result<(), End> {
@@ -423,21 +428,13 @@ impl Session {
         if let Some(resume) = start.resume.clone() {
             return self.resume(start, resume).await;
         }
-        let permit = match self.admission.take() {
-            Some(Admission::Admitted(permit)) => permit,
-            Some(Admission::Deferred) | None => match self.state.admit_deferred() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    metrics::counter!(m::SESSIONS_REFUSED, "reason" => "server_busy").increment(1);
-                    return Err(fatal(
-                        ErrorCode::ServerBusy,
-                        format!(
-                            "all {} stream slots are in use",
-                            self.state.config.max_sessions
-                        ),
-                    ));
-                }
-            },
+        let permit = match self.state.admit_now() {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                let (code, message, _) = refusal_message(&self.state, refusal);
+                metrics::counter!(m::SESSIONS_REFUSED, "reason" => code.as_str()).increment(1);
+                return Err(fatal(code, message));
+            }
         };
         let endpointing = effective_endpointing_ms(&start);
         let cfg = stream_config(
@@ -527,8 +524,6 @@ impl Session {
                 run.start.sample_rate, run.start.encoding, run.start.channels
             )));
         }
-        // The slot the connection may have taken is not needed: the session has its own.
-        self.admission = None;
         run.closing = false;
         // Results produced while the client was away: keep finals, drop the rest.
         while let Some(output) = run.link.try_recv() {
