@@ -240,8 +240,12 @@ fn openai_malformed_events() {
             ErrorCode::InvalidField,
         ),
         (
-            r#"{"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/pcmu"}}}}}"#,
+            r#"{"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/opus"}}}}}"#,
             ErrorCode::UnsupportedEncoding,
+        ),
+        (
+            r#"{"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/pcmu","rate":16000}}}}}"#,
+            ErrorCode::UnsupportedSampleRate,
         ),
         (
             r#"{"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/pcm","rate":7000}}}}}"#,
@@ -272,7 +276,7 @@ fn openai_malformed_events() {
             ErrorCode::InvalidField,
         ),
         (
-            r#"{"type":"transcription_session.update","session":{"input_audio_format":"g711_ulaw"}}"#,
+            r#"{"type":"transcription_session.update","session":{"input_audio_format":"g722"}}"#,
             ErrorCode::UnsupportedEncoding,
         ),
     ];

@@ -2,8 +2,8 @@
 
 use hark_protocol::openai::{
     self, AudioFormat, AudioInputUpdate, AudioUpdate, BetaSessionUpdate, ClientEvent, Eagerness,
-    ErrorDetail, NoiseReduction, ServerEvent, SessionUpdate, Transcription, TranscriptionConfig,
-    TurnDetection, TurnDetectionType, Usage,
+    ErrorDetail, Item, LogProb, NoiseReduction, ServerEvent, SessionUpdate, Transcription,
+    TranscriptionConfig, TurnDetection, TurnDetectionType, Usage,
 };
 use hark_protocol::{
     ClientMessage, CloseReason, Closed, Encoding, ErrorCode, ErrorMessage, Final, Flush, Flushed,
@@ -247,6 +247,7 @@ fn openai_server_events_round_trip() {
             item_id: "i".into(),
             content_index: 0,
             delta: " wörld".into(),
+            logprobs: None,
         },
         ServerEvent::TranscriptionCompleted {
             event_id: "10".into(),
@@ -254,6 +255,25 @@ fn openai_server_events_round_trip() {
             content_index: 0,
             transcript: "hello wörld".into(),
             usage: Usage::Duration { seconds: 1.5 },
+            logprobs: Some(vec![
+                LogProb::new("hello", -0.25),
+                LogProb::new(" wörld", -1.5),
+            ]),
+        },
+        ServerEvent::ItemAdded {
+            event_id: "13".into(),
+            previous_item_id: None,
+            item: Item::input_audio("i"),
+        },
+        ServerEvent::ItemDone {
+            event_id: "14".into(),
+            previous_item_id: Some("h".into()),
+            item: Item::input_audio("i"),
+        },
+        ServerEvent::ItemCreated {
+            event_id: "15".into(),
+            previous_item_id: None,
+            item: Item::input_audio("i"),
         },
         ServerEvent::TranscriptionFailed {
             event_id: "11".into(),

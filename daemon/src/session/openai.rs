@@ -5,6 +5,11 @@
 //! the audio format, language or turn detection, and their results are sent first, so events
 //! stay in audio order. `clear` aborts the newest stream (its uncommitted audio and open
 //! item are dropped); `commit` flushes it.
+//!
+//! Events follow OpenAI's order for an item: `speech_started`, `speech_stopped`,
+//! `committed`, `conversation.item.added` + `.done` (GA) or `.created` (beta), then the
+//! transcription `delta` and `completed`. The engine's partial hypotheses are therefore not
+//! sent here (OpenAI sends no text before the commit); the native protocol streams them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,8 +21,8 @@ use futures_util::stream::SplitStream;
 use hark_audio_io::StreamConverter;
 use hark_model::Task;
 use hark_protocol::openai::{
-    ClientEvent, DeltaTracker, ErrorDetail, ServerEvent, TranscriptionConfig, TurnDetectionType,
-    Usage, decode_audio, parse_client_event,
+    ClientEvent, ErrorDetail, Item as ItemObject, ServerEvent, TranscriptionConfig,
+    TurnDetectionType, Usage, decode_audio_as, parse_client_event,
 };
 use hark_protocol::{ErrorCode, ProtocolError};
 use hark_streaming::{Event, FinalReason};
@@ -38,8 +43,7 @@ const ENDPOINT: &str = "openai";
 fn closes_session(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::TextExpected
-            | ErrorCode::MessageTooLarge
+        ErrorCode::MessageTooLarge
             | ErrorCode::IdleTimeout
             | ErrorCode::SessionTooLong
             | ErrorCode::ServerBusy
@@ -109,7 +113,6 @@ struct Link {
 /// The item (utterance) being transcribed.
 struct Item {
     id: String,
-    deltas: DeltaTracker,
     partials: u64,
     /// Session sample where its audio starts.
     start: u64,
@@ -131,8 +134,6 @@ struct Realtime {
     id: String,
     beta: bool,
     config: TranscriptionConfig,
-    next_event: u64,
-    next_item: u64,
     links: VecDeque<Link>,
     item: Option<Item>,
     previous_item: Option<String>,
@@ -180,10 +181,14 @@ impl Dispatch for Realtime {
                         .await
                 }
             },
-            Message::Binary(_) => Err(End::Fatal(ProtocolError::new(
-                ErrorCode::TextExpected,
-                "binary frames are not part of the Realtime API; send input_audio_buffer.append events",
-            ))),
+            // OpenAI answers a binary frame with an error event and keeps the session.
+            Message::Binary(_) => {
+                let err = ProtocolError::new(
+                    ErrorCode::TextExpected,
+                    "binary frames are not part of the Realtime API; send input_audio_buffer.append events",
+                );
+                self.reject(err, None).await
+            }
             Message::Ping(_) | Message::Pong(_) => Ok(()),
             Message::Close(_) => Err(End::Gone),
         }
@@ -214,7 +219,7 @@ impl Dispatch for Realtime {
                         Some(item) => item.id,
                         None => self.item_id(),
                     };
-                    self.complete(id, String::new(), 0.0, None).await?;
+                    self.complete(id, String::new(), 0.0).await?;
                 }
                 Ok(())
             }
@@ -257,15 +262,14 @@ impl Realtime {
             .model()
             .map(|m| m.name.clone())
             .unwrap_or_else(|| "hark".into());
-        let config = TranscriptionConfig::new(model);
+        let mut config = TranscriptionConfig::new(model);
+        config.expires_at = expires_at(state.limits.max_session_s);
         Self {
             out,
             _permit: permit,
-            id: format!("sess_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+            id: unique_id("sess"),
             beta,
             config,
-            next_event: 0,
-            next_item: 0,
             links: VecDeque::new(),
             item: None,
             previous_item: None,
@@ -282,13 +286,11 @@ impl Realtime {
     }
 
     fn event_id(&mut self) -> String {
-        self.next_event += 1;
-        format!("event_{:04}", self.next_event)
+        unique_id("event")
     }
 
     fn item_id(&mut self) -> String {
-        self.next_item += 1;
-        format!("item_{:04}", self.next_item)
+        unique_id("item")
     }
 
     async fn send(&mut self, event: ServerEvent) -> Result<(), End> {
@@ -380,10 +382,12 @@ impl Realtime {
                 };
                 self.send(event).await
             }
-            ClientEvent::InputAudioBufferAppend { audio, .. } => match decode_audio(&audio) {
-                Ok(samples) => self.append(&samples).await,
-                Err(err) => self.reject(err, event_id).await,
-            },
+            ClientEvent::InputAudioBufferAppend { audio, .. } => {
+                match decode_audio_as(&audio, self.config.encoding) {
+                    Ok(samples) => self.append(&samples).await,
+                    Err(err) => self.reject(err, event_id).await,
+                }
+            }
             ClientEvent::InputAudioBufferCommit { .. } => self.commit(event_id).await,
             ClientEvent::InputAudioBufferClear { .. } => {
                 if self.links.back().is_some_and(|l| !l.link.is_closed()) {
@@ -545,7 +549,6 @@ impl Realtime {
             let id = self.item_id();
             self.item = Some(Item {
                 id,
-                deltas: DeltaTracker::new(),
                 partials: 0,
                 start,
             });
@@ -576,39 +579,23 @@ impl Realtime {
                 }
                 Ok(())
             }
+            // OpenAI sends no text before an item is committed: partials only open the item.
             Event::Partial(p) => {
                 let start = offset + samples_at(p.start);
                 let item = self.open_item(start);
                 item.partials += 1;
-                let first = item.partials == 1;
-                let item_start = item.start;
-                let delta = item.deltas.advance(&p.committed).map(str::to_owned);
-                let item_id = item.id.clone();
-                if first {
+                if item.partials == 1 {
+                    let item_start = item.start;
                     metrics::histogram!(m::TIME_TO_FIRST_PARTIAL)
                         .record(self.arrivals.latency_s(item_start, now));
                 }
                 metrics::histogram!(m::LAG).record(seconds(self.backlog(offset, position)));
-                if let Ok(delta) = delta
-                    && !delta.is_empty()
-                {
-                    metrics::counter!(m::PARTIALS).increment(1);
-                    let event = ServerEvent::TranscriptionDelta {
-                        event_id: self.event_id(),
-                        item_id,
-                        content_index: 0,
-                        delta,
-                    };
-                    self.send(event).await?;
-                }
                 Ok(())
             }
             Event::Final(f) => {
                 let start = offset + samples_at(f.start);
                 let end = offset + samples_at(f.end);
-                let item = self.open_item(start);
-                let rest = item.deltas.advance(&f.text).map(str::to_owned);
-                let id = item.id.clone();
+                let id = self.open_item(start).id.clone();
                 self.item = None;
                 metrics::histogram!(m::TIME_TO_FINAL).record(self.arrivals.latency_s(end, now));
                 metrics::histogram!(m::LAG).record(seconds(self.backlog(offset, position)));
@@ -623,7 +610,7 @@ impl Realtime {
                     self.uncommitted = self.samples.saturating_sub(end);
                 }
                 let usage = (f.end - f.start).max(0.0);
-                self.complete(id, f.text, usage, rest.ok()).await
+                self.complete(id, f.text, usage).await
             }
             Event::SpeechStopped { .. } => Ok(()),
             Event::Error { message, .. } => {
@@ -642,26 +629,50 @@ impl Realtime {
         }
     }
 
-    /// `committed`, the last delta (if the final extends what was sent), `completed`.
+    /// `committed`, the item events, the transcript as one delta, `completed`.
     async fn complete(
         &mut self,
         item_id: String,
         transcript: String,
         usage_s: f64,
-        rest: Option<String>,
     ) -> Result<(), End> {
+        let previous_item_id = self.previous_item.clone();
         let committed = ServerEvent::Committed {
             event_id: self.event_id(),
             item_id: item_id.clone(),
-            previous_item_id: self.previous_item.clone(),
+            previous_item_id: previous_item_id.clone(),
         };
         self.send(committed).await?;
-        if let Some(delta) = rest.filter(|d| !d.is_empty()) {
+        let item = ItemObject::input_audio(&item_id);
+        if self.beta {
+            let created = ServerEvent::ItemCreated {
+                event_id: self.event_id(),
+                previous_item_id,
+                item,
+            };
+            self.send(created).await?;
+        } else {
+            let added = ServerEvent::ItemAdded {
+                event_id: self.event_id(),
+                previous_item_id: previous_item_id.clone(),
+                item: item.clone(),
+            };
+            self.send(added).await?;
+            let done = ServerEvent::ItemDone {
+                event_id: self.event_id(),
+                previous_item_id,
+                item,
+            };
+            self.send(done).await?;
+        }
+        if !transcript.is_empty() {
+            metrics::counter!(m::PARTIALS).increment(1);
             let event = ServerEvent::TranscriptionDelta {
                 event_id: self.event_id(),
                 item_id: item_id.clone(),
                 content_index: 0,
-                delta,
+                delta: transcript.clone(),
+                logprobs: None,
             };
             self.send(event).await?;
         }
@@ -673,6 +684,7 @@ impl Realtime {
             usage: Usage::Duration {
                 seconds: (usage_s * 1000.0).round() / 1000.0,
             },
+            logprobs: None,
         };
         self.send(completed).await?;
         metrics::counter!(m::FINALS).increment(1);
@@ -732,4 +744,30 @@ fn engine_key(config: &TranscriptionConfig, default_language: &str) -> EngineKey
 /// Integer milliseconds of session audio.
 fn ms(samples: u64) -> u64 {
     samples * 1000 / hark_model::SAMPLE_RATE as u64
+}
+
+/// A unique id like OpenAI's: `prefix_` and 22 base-62 characters of a random 128-bit value.
+fn unique_id(prefix: &str) -> String {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n = uuid::Uuid::new_v4().as_u128();
+    let mut id = String::with_capacity(prefix.len() + 23);
+    id.push_str(prefix);
+    id.push('_');
+    for _ in 0..22 {
+        id.push(DIGITS[(n % 62) as usize] as char);
+        n /= 62;
+    }
+    id
+}
+
+/// Unix time when a session started now reaches `max_session_s` of real-time audio; 0 when
+/// there is no limit.
+fn expires_at(max_session_s: u32) -> u64 {
+    if max_session_s == 0 {
+        return 0;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    now + u64::from(max_session_s)
 }

@@ -11,20 +11,23 @@
 mod audio;
 mod client;
 mod delta;
+mod g711;
 mod server;
 mod session;
 
-pub use audio::{decode_audio, encode_audio};
+pub use audio::{InputEncoding, decode_audio, decode_audio_as, encode_audio};
 pub use client::{
     AudioFormat, AudioInputUpdate, AudioUpdate, BetaSessionUpdate, ClientEvent, Eagerness,
     MAX_EVENT_BYTES, NoiseReduction, RejectedEvent, SessionUpdate, Transcription, TurnDetection,
     TurnDetectionType, parse_client_event,
 };
 pub use delta::{DeltaTracker, Retraction};
+pub use g711::{alaw_to_linear, ulaw_to_linear};
 pub use server::{
-    BetaSession, ErrorDetail, ServerEvent, Session, SessionAudio, SessionAudioInput, Usage,
+    BetaSession, ClientSecret, ErrorDetail, Item, ItemContent, LogProb, ServerEvent, Session,
+    SessionAudio, SessionAudioInput, Usage, openai_code,
 };
-pub use session::{DELAYS, SESSION_OBJECT, TranscriptionConfig};
+pub use session::{DELAYS, LOGPROBS_INCLUDE, SESSION_OBJECT, TranscriptionConfig};
 
 /// OpenAI's input sample rate (and the only one it accepts).
 pub const DEFAULT_SAMPLE_RATE: u32 = 24_000;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::client::{AudioFormat, NoiseReduction, Transcription, TurnDetection};
-use crate::error::ProtocolError;
+use crate::error::{ErrorCode, ProtocolError};
 
 /// A server → client event. Every event carries a unique `event_id`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +77,37 @@ pub enum ServerEvent {
         /// Unique id of this server event.
         event_id: String,
     },
+    /// GA: the committed audio became a user message item (after `committed`).
+    #[serde(rename = "conversation.item.added")]
+    ItemAdded {
+        /// Unique id of this server event.
+        event_id: String,
+        /// The item before it; `null` for the first.
+        previous_item_id: Option<String>,
+        /// The new item (its transcript is `null`: it comes in the transcription events).
+        item: Item,
+    },
+    /// GA: the item is final (sent right after `conversation.item.added`, as OpenAI does for
+    /// input audio items).
+    #[serde(rename = "conversation.item.done")]
+    ItemDone {
+        /// Unique id of this server event.
+        event_id: String,
+        /// The item before it; `null` for the first.
+        previous_item_id: Option<String>,
+        /// The finished item.
+        item: Item,
+    },
+    /// Beta: the committed audio became a user message item (after `committed`).
+    #[serde(rename = "conversation.item.created")]
+    ItemCreated {
+        /// Unique id of this server event.
+        event_id: String,
+        /// The item before it; `null` for the first.
+        previous_item_id: Option<String>,
+        /// The new item.
+        item: Item,
+    },
     /// Append-only text increment of an item's transcript.
     #[serde(rename = "conversation.item.input_audio_transcription.delta")]
     TranscriptionDelta {
@@ -88,6 +119,10 @@ pub enum ServerEvent {
         content_index: u32,
         /// New text to append.
         delta: String,
+        /// Per-token log probabilities of `delta`, when the session includes
+        /// `item.input_audio_transcription.logprobs`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        logprobs: Option<Vec<LogProb>>,
     },
     /// Final transcript of an item.
     #[serde(rename = "conversation.item.input_audio_transcription.completed")]
@@ -102,6 +137,10 @@ pub enum ServerEvent {
         transcript: String,
         /// Audio duration billed (informational).
         usage: Usage,
+        /// Per-token log probabilities of `transcript`, when the session includes
+        /// `item.input_audio_transcription.logprobs`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        logprobs: Option<Vec<LogProb>>,
     },
     /// Transcription of an item failed.
     #[serde(rename = "conversation.item.input_audio_transcription.failed")]
@@ -137,6 +176,9 @@ impl ServerEvent {
             | ServerEvent::SpeechStopped { event_id, .. }
             | ServerEvent::Committed { event_id, .. }
             | ServerEvent::Cleared { event_id }
+            | ServerEvent::ItemAdded { event_id, .. }
+            | ServerEvent::ItemDone { event_id, .. }
+            | ServerEvent::ItemCreated { event_id, .. }
             | ServerEvent::TranscriptionDelta { event_id, .. }
             | ServerEvent::TranscriptionCompleted { event_id, .. }
             | ServerEvent::TranscriptionFailed { event_id, .. }
@@ -148,7 +190,7 @@ impl ServerEvent {
     pub fn to_json(&self) -> String {
         // Plain structs with string keys: no failure path in practice, but never panic.
         serde_json::to_string(self).unwrap_or_else(|_| {
-            r#"{"type":"error","event_id":"event_internal","error":{"type":"server_error","code":"internal","message":"event serialisation failed","param":null,"event_id":null}}"#
+            r#"{"type":"error","event_id":"event_internal","error":{"type":"server_error","code":"server_error","message":"event serialisation failed","param":null,"event_id":null}}"#
                 .to_owned()
         })
     }
@@ -164,6 +206,9 @@ pub struct Session {
     pub object: String,
     /// Session id.
     pub id: String,
+    /// Unix time (s) when the session's audio limit runs out for a real-time client; 0 when
+    /// the server sets no limit.
+    pub expires_at: u64,
     /// Audio configuration.
     pub audio: SessionAudio,
     /// Extra outputs requested; `null` when none.
@@ -197,7 +242,9 @@ pub struct BetaSession {
     pub id: String,
     /// Always `"realtime.transcription_session"`.
     pub object: String,
-    /// Always `"pcm16"`.
+    /// Same meaning as in the GA session object.
+    pub expires_at: u64,
+    /// `pcm16`, `g711_ulaw` or `g711_alaw`.
     pub input_audio_format: String,
     /// Transcription settings.
     pub input_audio_transcription: Transcription,
@@ -207,6 +254,85 @@ pub struct BetaSession {
     pub input_audio_noise_reduction: Option<NoiseReduction>,
     /// Extra outputs requested; `null` when none.
     pub include: Option<Vec<String>>,
+    /// OpenAI's ephemeral key. Hark issues none; the object is there (empty `value`) because
+    /// the SDK's beta model requires it.
+    pub client_secret: ClientSecret,
+}
+
+/// `client_secret` of the beta session object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientSecret {
+    /// Always empty: Hark authenticates with its own bearer token.
+    pub value: String,
+    /// Same as the session's `expires_at`.
+    pub expires_at: u64,
+}
+
+/// A user message item holding committed input audio (`conversation.item.*` events).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Item id (`item_…`), the `item_id` of the item's other events.
+    pub id: String,
+    /// Always `"realtime.item"`.
+    pub object: String,
+    /// Always `"message"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Always `"completed"`: the audio is committed.
+    pub status: String,
+    /// Always `"user"`.
+    pub role: String,
+    /// One `input_audio` part.
+    pub content: Vec<ItemContent>,
+}
+
+impl Item {
+    /// The user message item of committed audio `id`, its transcript not known yet.
+    pub fn input_audio(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            object: "realtime.item".to_owned(),
+            kind: "message".to_owned(),
+            status: "completed".to_owned(),
+            role: "user".to_owned(),
+            content: vec![ItemContent {
+                kind: "input_audio".to_owned(),
+                transcript: None,
+            }],
+        }
+    }
+}
+
+/// A content part of an [`Item`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemContent {
+    /// Always `"input_audio"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `null`: transcripts arrive in the transcription events.
+    pub transcript: Option<String>,
+}
+
+/// One token of a transcript with its log probability (`logprobs` entries).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogProb {
+    /// The token's text.
+    pub token: String,
+    /// Natural-log probability the decoder gave the token.
+    pub logprob: f64,
+    /// UTF-8 bytes of `token`.
+    pub bytes: Vec<u8>,
+}
+
+impl LogProb {
+    /// The entry for `token` with `logprob`.
+    pub fn new(token: &str, logprob: f64) -> Self {
+        Self {
+            token: token.to_owned(),
+            logprob,
+            bytes: token.as_bytes().to_vec(),
+        }
+    }
 }
 
 /// `usage` of a completed transcription.
@@ -226,7 +352,7 @@ pub struct ErrorDetail {
     /// `invalid_request_error` (client fault) or `server_error`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Machine-readable code (Hark's [`ErrorCode`](crate::ErrorCode) spelling).
+    /// Machine-readable code, OpenAI's spelling (see [`openai_code`]).
     #[serde(default)]
     pub code: Option<String>,
     /// Human-readable message.
@@ -249,10 +375,42 @@ impl ErrorDetail {
         };
         Self {
             kind: kind.to_owned(),
-            code: Some(err.code.as_str().to_owned()),
+            code: Some(openai_code(err.code).to_owned()),
             message: err.message.clone(),
             param: err.field.clone(),
             event_id: event_id.map(str::to_owned),
         }
+    }
+}
+
+/// The OpenAI Realtime error code for a Hark error code: the codes OpenAI's server sends for
+/// the same fault where it has one (`invalid_value`, `invalid_event`, `invalid_json`,
+/// `input_audio_buffer_commit_empty`, `session_expired`, `invalid_api_key`, `server_error`),
+/// else a descriptive one of the same style.
+pub fn openai_code(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::BadJson => "invalid_json",
+        ErrorCode::BadMessage | ErrorCode::TextExpected => "invalid_event",
+        ErrorCode::UnknownType
+        | ErrorCode::UnsupportedSampleRate
+        | ErrorCode::UnsupportedEncoding
+        | ErrorCode::UnsupportedChannels
+        | ErrorCode::InvalidField
+        | ErrorCode::InvalidBase64
+        | ErrorCode::OddByteCount
+        | ErrorCode::NonFiniteSample
+        | ErrorCode::UnsupportedVersion => "invalid_value",
+        ErrorCode::UnexpectedMessage => "input_audio_buffer_commit_empty",
+        ErrorCode::MessageTooLarge | ErrorCode::FrameTooLarge => "message_too_large",
+        ErrorCode::SessionTooLong => "session_expired",
+        ErrorCode::Unauthorized => "invalid_api_key",
+        ErrorCode::ServerBusy => "rate_limit_exceeded",
+        ErrorCode::IdleTimeout => "connection_timeout",
+        ErrorCode::ShuttingDown => "server_shutting_down",
+        ErrorCode::AudioBeforeStart
+        | ErrorCode::ResumeFailed
+        | ErrorCode::Lagging
+        | ErrorCode::Internal
+        | ErrorCode::Unknown => "server_error",
     }
 }

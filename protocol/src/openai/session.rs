@@ -1,16 +1,20 @@
 //! The effective configuration of a transcription session and how updates change it.
 
 use super::DEFAULT_SAMPLE_RATE;
+use super::audio::InputEncoding;
 use super::client::{
     AudioFormat, BetaSessionUpdate, Eagerness, NoiseReduction, SessionUpdate, Transcription,
     TurnDetection, TurnDetectionType,
 };
-use super::server::{BetaSession, Session, SessionAudio, SessionAudioInput};
+use super::server::{BetaSession, ClientSecret, Session, SessionAudio, SessionAudioInput};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::limits::{Limits, MAX_ENDPOINTING_MS, MIN_ENDPOINTING_MS, check_language};
 
 /// `object` of transcription session objects.
 pub const SESSION_OBJECT: &str = "realtime.transcription_session";
+
+/// The `include` entry that asks for per-token log probabilities.
+pub const LOGPROBS_INCLUDE: &str = "item.input_audio_transcription.logprobs";
 
 /// Accepted values of `transcription.delay`.
 pub const DELAYS: [&str; 5] = ["minimal", "low", "medium", "high", "xhigh"];
@@ -26,10 +30,17 @@ const MAX_PREFIX_PADDING_MS: u32 = 5_000;
 /// `session.updated` report, and what the daemon runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TranscriptionConfig {
-    /// Input sample rate in Hz (PCM16 mono little-endian).
+    /// How appended audio is encoded (PCM16 little-endian, or G.711 μ-law/A-law).
+    pub encoding: InputEncoding,
+    /// Input sample rate in Hz (mono); always 8000 for G.711.
     pub sample_rate: u32,
-    /// Model, language, prompt, delay as the client set them.
+    /// Model, language, prompt, delay as the client set them; `model` is the served model's
+    /// name until the client names one.
     pub transcription: Transcription,
+    /// Name of the model that serves the session (reported while the client names none).
+    pub served_model: String,
+    /// Unix time (s) the session object reports in `expires_at` (0: no limit).
+    pub expires_at: u64,
     /// Noise reduction as the client set it (accepted, echoed, not applied).
     pub noise_reduction: Option<NoiseReduction>,
     /// Turn detection with defaults filled in; `None`: the client commits.
@@ -42,14 +53,17 @@ impl TranscriptionConfig {
     /// OpenAI's defaults: 24 kHz PCM16, `server_vad` (0.5, 300 ms, 500 ms), language
     /// detection, and `model` as the model name.
     pub fn new(model: impl Into<String>) -> Self {
+        let model = model.into();
         Self {
+            encoding: InputEncoding::Pcm16,
             sample_rate: DEFAULT_SAMPLE_RATE,
             transcription: Transcription {
-                model: Some(model.into()),
-                language: None,
+                model: Some(model.clone()),
                 prompt: Some(String::new()),
-                delay: None,
+                ..Transcription::default()
             },
+            served_model: model,
+            expires_at: 0,
             noise_reduction: None,
             turn_detection: Some(fill_defaults(TurnDetection::default())),
             include: None,
@@ -70,14 +84,14 @@ impl TranscriptionConfig {
         }
         if let Some(input) = update.audio.as_ref().and_then(|a| a.input.as_ref()) {
             if let Some(format) = &input.format {
-                next.sample_rate = check_format(format, limits)?;
+                (next.encoding, next.sample_rate) = check_format(format, limits)?;
             }
             if let Some(noise) = &input.noise_reduction {
                 next.noise_reduction = noise.clone();
             }
             if let Some(t) = &input.transcription {
                 check_transcription(t, "session.audio.input.transcription")?;
-                next.transcription = t.clone();
+                next.transcription = next.named(t);
             }
             if let Some(td) = &input.turn_detection {
                 next.turn_detection =
@@ -92,22 +106,24 @@ impl TranscriptionConfig {
     }
 
     /// Applies a beta `transcription_session.update`. Either every field is accepted or
-    /// nothing changes. The beta shape has no rate: audio is 24 kHz.
+    /// nothing changes. The beta shape has no rate: `pcm16` is 24 kHz, G.711 8 kHz.
     pub fn apply_beta(&mut self, update: &BetaSessionUpdate) -> Result<(), ProtocolError> {
         let mut next = self.clone();
         if let Some(format) = &update.input_audio_format {
-            if format != "pcm16" {
-                return Err(ProtocolError::new(
+            next.encoding = InputEncoding::from_beta_name(format).ok_or_else(|| {
+                ProtocolError::new(
                     ErrorCode::UnsupportedEncoding,
-                    format!("input_audio_format `{format}` is not supported (use pcm16)"),
+                    format!(
+                        "input_audio_format `{format}` is not supported (use pcm16, g711_ulaw or g711_alaw)"
+                    ),
                 )
-                .with_field("session.input_audio_format"));
-            }
-            next.sample_rate = DEFAULT_SAMPLE_RATE;
+                .with_field("session.input_audio_format")
+            })?;
+            next.sample_rate = next.encoding.fixed_rate().unwrap_or(DEFAULT_SAMPLE_RATE);
         }
         if let Some(t) = &update.input_audio_transcription {
             check_transcription(t, "session.input_audio_transcription")?;
-            next.transcription = t.clone();
+            next.transcription = next.named(t);
         }
         if let Some(td) = &update.turn_detection {
             next.turn_detection = check_turn_detection(td.as_ref(), "session.turn_detection")?;
@@ -122,15 +138,33 @@ impl TranscriptionConfig {
         Ok(())
     }
 
+    /// `t` with the served model's name when it names no model, so every session object
+    /// names one.
+    fn named(&self, t: &Transcription) -> Transcription {
+        let mut t = t.clone();
+        if t.model.as_deref().is_none_or(str::is_empty) {
+            t.model = Some(self.served_model.clone());
+        }
+        t
+    }
+
     /// The GA session object for `session.created` / `session.updated`.
     pub fn session(&self, id: &str) -> Session {
+        let format = match self.encoding {
+            InputEncoding::Pcm16 => AudioFormat::pcm(self.sample_rate),
+            other => AudioFormat {
+                kind: other.mime().to_owned(),
+                rate: None,
+            },
+        };
         Session {
             kind: "transcription".to_owned(),
             object: SESSION_OBJECT.to_owned(),
             id: id.to_owned(),
+            expires_at: self.expires_at,
             audio: SessionAudio {
                 input: SessionAudioInput {
-                    format: AudioFormat::pcm(self.sample_rate),
+                    format,
                     noise_reduction: self.noise_reduction.clone(),
                     transcription: self.transcription.clone(),
                     turn_detection: self.turn_detection.clone(),
@@ -145,11 +179,16 @@ impl TranscriptionConfig {
         BetaSession {
             id: id.to_owned(),
             object: SESSION_OBJECT.to_owned(),
-            input_audio_format: "pcm16".to_owned(),
+            expires_at: self.expires_at,
+            input_audio_format: self.encoding.beta_name().to_owned(),
             input_audio_transcription: self.transcription.clone(),
             turn_detection: self.turn_detection.clone(),
             input_audio_noise_reduction: self.noise_reduction.clone(),
             include: self.include.clone(),
+            client_secret: ClientSecret {
+                value: String::new(),
+                expires_at: self.expires_at,
+            },
         }
     }
 
@@ -168,6 +207,13 @@ impl TranscriptionConfig {
         })
     }
 
+    /// Whether `include` asks for per-token log probabilities.
+    pub fn wants_logprobs(&self) -> bool {
+        self.include
+            .as_ref()
+            .is_some_and(|i| i.iter().any(|x| x == LOGPROBS_INCLUDE))
+    }
+
     /// The requested language, `None` to detect (absent, null or empty in the update).
     pub fn language(&self) -> Option<&str> {
         self.transcription
@@ -177,20 +223,33 @@ impl TranscriptionConfig {
     }
 }
 
-fn check_format(format: &AudioFormat, limits: &Limits) -> Result<u32, ProtocolError> {
-    if format.kind != AudioFormat::PCM {
-        return Err(ProtocolError::new(
+fn check_format(
+    format: &AudioFormat,
+    limits: &Limits,
+) -> Result<(InputEncoding, u32), ProtocolError> {
+    let encoding = InputEncoding::from_mime(&format.kind).ok_or_else(|| {
+        ProtocolError::new(
             ErrorCode::UnsupportedEncoding,
             format!(
-                "audio format `{}` is not supported (use audio/pcm)",
+                "audio format `{}` is not supported (use audio/pcm, audio/pcmu or audio/pcma)",
                 format.kind
             ),
         )
-        .with_field("session.audio.input.format.type"));
+        .with_field("session.audio.input.format.type")
+    })?;
+    if let Some(fixed) = encoding.fixed_rate() {
+        if format.rate.is_some_and(|r| r != fixed) {
+            return Err(ProtocolError::new(
+                ErrorCode::UnsupportedSampleRate,
+                format!("`{}` audio is always {fixed} Hz", format.kind),
+            )
+            .with_field("session.audio.input.format.rate"));
+        }
+        return Ok((encoding, fixed));
     }
     let rate = format.rate.unwrap_or(DEFAULT_SAMPLE_RATE);
     limits.check_sample_rate(rate, "session.audio.input.format.rate")?;
-    Ok(rate)
+    Ok((encoding, rate))
 }
 
 fn check_transcription(t: &Transcription, at: &str) -> Result<(), ProtocolError> {
