@@ -41,6 +41,7 @@ pub struct ClientGone;
 
 enum Outgoing {
     Text(String),
+    Ping,
     Close(u16, String),
 }
 
@@ -96,6 +97,14 @@ impl Outbox {
         }
     }
 
+    /// Queue a WebSocket ping (a live client answers with a pong, which counts as a frame).
+    pub fn ping(&mut self) -> Result<(), ClientGone> {
+        match self.tx.try_send(Outgoing::Ping) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ClientGone),
+        }
+    }
+
     /// Send a close frame after everything queued, then wait (briefly) for the client's close
     /// reply on `stream`, so the closing handshake completes.
     pub async fn close(self, stream: &mut SplitStream<WebSocket>, code: u16, reason: &str) {
@@ -131,6 +140,7 @@ async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Rec
     while let Some(out) = rx.recv().await {
         let result = match out {
             Outgoing::Text(text) => sink.send(Message::Text(text.into())).await,
+            Outgoing::Ping => sink.send(Message::Ping(Vec::new().into())).await,
             Outgoing::Close(code, reason) => {
                 let frame = CloseFrame {
                     code,
@@ -275,6 +285,13 @@ trait Dispatch {
     async fn on_output(&mut self, output: Option<Output>) -> Result<(), Self::End>;
     /// End the session with a fatal error after finalising what it can.
     async fn finish(&mut self, code: hark_protocol::ErrorCode, message: &str) -> Self::End;
+    /// No frame for `idle`: by default the session ends with `idle_timeout`.
+    async fn on_idle(&mut self, idle: Duration) -> Result<(), Self::End> {
+        let message = format!("no frame for {} s", idle.as_secs());
+        Err(self
+            .finish(hark_protocol::ErrorCode::IdleTimeout, &message)
+            .await)
+    }
 }
 
 /// What woke the session loop.
@@ -312,12 +329,7 @@ async fn dispatch<S: Dispatch>(session: &mut S, stream: &mut SplitStream<WebSock
             Wake::Shutdown => Err(session
                 .finish(ErrorCode::ShuttingDown, "the server is stopping")
                 .await),
-            Wake::Idle => Err(session
-                .finish(
-                    ErrorCode::IdleTimeout,
-                    &format!("no frame for {} s", idle.as_secs()),
-                )
-                .await),
+            Wake::Idle => session.on_idle(idle).await,
             // A socket that never starts a session is closed soon: it must not linger until
             // the idle timeout (keepalives would reset that).
             Wake::StartTimeout(limit_s) => Err(session

@@ -147,6 +147,8 @@ struct Realtime {
     finals: u64,
     arrivals: ArrivalLog,
     last_frame: Instant,
+    /// A keepalive ping went out and no frame has come since.
+    pinged: bool,
     active: bool,
 }
 
@@ -173,6 +175,7 @@ impl Dispatch for Realtime {
     }
 
     async fn on_frame(&mut self, msg: Message) -> Result<(), End> {
+        self.pinged = false;
         match msg {
             Message::Text(text) => match parse_client_event(text.as_str()) {
                 Ok(event) => self.on_event(event).await,
@@ -230,6 +233,20 @@ impl Dispatch for Realtime {
         }
     }
 
+    /// A quiet session stays open, as on OpenAI (push-to-talk apps send nothing between
+    /// turns): it is pinged, and only a connection that does not answer within another
+    /// `idle` is closed as dead.
+    async fn on_idle(&mut self, idle: Duration) -> Result<(), End> {
+        if self.pinged {
+            let message = format!("no answer to a ping for {} s", idle.as_secs());
+            return Err(self.finish(ErrorCode::IdleTimeout, &message).await);
+        }
+        self.out.ping().map_err(|ClientGone| End::Gone)?;
+        self.pinged = true;
+        self.last_frame = Instant::now();
+        Ok(())
+    }
+
     /// Finalise every stream (delivering its results), then end with a fatal `code`.
     async fn finish(&mut self, code: ErrorCode, message: &str) -> End {
         let deadline =
@@ -280,6 +297,7 @@ impl Realtime {
             finals: 0,
             arrivals: ArrivalLog::default(),
             last_frame: Instant::now(),
+            pinged: false,
             active: false,
             state,
         }
