@@ -23,8 +23,8 @@ use hark_model::packed_cache;
 use hark_model::text::Logits;
 use hark_model::{
     BackendKind, BackendTask, Checkpoint, Kernels, SpeechModel, Task, WeightsChoice, run_on,
-    synthetic,
 };
+use hark_testkit::synthetic;
 use serde::Serialize;
 use serde_json::Value;
 

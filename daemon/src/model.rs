@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use hark_model::backend::BackendError;
-use hark_model::{BackendKind, BackendTask, Checkpoint, LoadError, SpeechModel, synthetic};
+use hark_model::{BackendKind, BackendTask, Checkpoint, LoadError, SpeechModel};
+use hark_testkit::synthetic;
 
 use crate::config::{Config, ConfigError};
 use crate::scheduler::{Scheduler, SchedulerConfig, batched_stream_factory, stream_factory};

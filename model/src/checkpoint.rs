@@ -249,7 +249,7 @@ impl TensorStore {
         }])
     }
 
-    /// A single safetensors buffer built in memory (see [`crate::synthetic`]).
+    /// A single safetensors buffer built in memory (a synthetic checkpoint from `hark-testkit`).
     pub fn from_owned(label: &str, bytes: Vec<u8>) -> Result<Self, LoadError> {
         Self::from_shards(vec![Shard {
             label: label.to_string(),
@@ -520,13 +520,13 @@ impl TensorStore {
         let info = self.info(name)?;
         let raw = self.raw(info);
         Ok(match info.dtype {
-            StoredDtype::F16 => bytemuck_cast::<f16>(&raw),
+            StoredDtype::F16 => pod_vec::<f16>(&raw),
             StoredDtype::BF16 => {
-                let src = bytemuck_cast::<bf16>(&raw);
+                let src = pod_vec::<bf16>(&raw);
                 src.iter().map(|x| f16::from_f32(x.to_f32())).collect()
             }
             StoredDtype::F32 => {
-                let src = bytemuck_cast::<f32>(&raw);
+                let src = pod_vec::<f32>(&raw);
                 let mut out = vec![f16::ZERO; src.len()];
                 out.convert_from_f32_slice(&src);
                 out
@@ -539,7 +539,7 @@ impl TensorStore {
         let info = self.info(name)?;
         let raw = self.raw(info);
         Ok(match info.dtype {
-            StoredDtype::BF16 => bytemuck_cast::<bf16>(&raw),
+            StoredDtype::BF16 => pod_vec::<bf16>(&raw),
             StoredDtype::F16 | StoredDtype::F32 => {
                 let src = to_f32(info.dtype, &raw);
                 let mut out = vec![bf16::ZERO; src.len()];
@@ -582,9 +582,9 @@ impl TensorStore {
         let start = info.start + row * cols * esize;
         let raw = &self.shards[info.shard].storage.bytes()[start..start + cols * esize];
         match info.dtype {
-            StoredDtype::F32 => out.copy_from_slice(&bytemuck_cast::<f32>(raw)),
-            StoredDtype::F16 => bytemuck_cast::<f16>(raw).convert_to_f32_slice(out),
-            StoredDtype::BF16 => bytemuck_cast::<bf16>(raw).convert_to_f32_slice(out),
+            StoredDtype::F32 => out.copy_from_slice(&pod_vec::<f32>(raw)),
+            StoredDtype::F16 => pod_vec::<f16>(raw).convert_to_f32_slice(out),
+            StoredDtype::BF16 => pod_vec::<bf16>(raw).convert_to_f32_slice(out),
         }
         Ok(())
     }
@@ -717,7 +717,7 @@ fn group_gptq(
                         g.shape
                     )));
                 }
-                let idx: Vec<u32> = bytemuck_cast::<u32>(bytes(&g));
+                let idx: Vec<u32> = pod_vec::<u32>(bytes(&g));
                 if let Some(bad_g) = idx.iter().find(|&&v| v as usize >= groups) {
                     return Err(bad(format!("g_idx names group {bad_g} of {groups}")));
                 }
@@ -732,7 +732,7 @@ fn group_gptq(
             }
         };
         let want = cfg.stored_zero();
-        let words = bytemuck_cast::<u32>(bytes(&qzeros));
+        let words = pod_vec::<u32>(bytes(&qzeros));
         if let Some(w) = words
             .iter()
             .find(|&&w| (0..8).any(|k| (w >> (4 * k)) & 15 != want))
@@ -777,32 +777,23 @@ fn group_gptq(
     Ok(())
 }
 
-/// Reinterpret little-endian bytes as `T` values (copying, so alignment never matters).
-fn bytemuck_cast<T: Copy + Default>(raw: impl AsRef<[u8]>) -> Vec<T> {
-    let raw = raw.as_ref();
-    let size = std::mem::size_of::<T>();
-    let n = raw.len() / size;
-    let mut out = vec![T::default(); n];
-    // SAFETY: `out` has room for exactly `n * size` bytes, `T` is a plain float type for which
-    // every bit pattern is valid, and the regions do not overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(raw.as_ptr(), out.as_mut_ptr() as *mut u8, n * size);
-    }
-    out
+/// Little-endian bytes as `T` values, copied (so the mapping's alignment never matters).
+fn pod_vec<T: bytemuck::Pod>(raw: impl AsRef<[u8]>) -> Vec<T> {
+    bytemuck::pod_collect_to_vec(raw.as_ref())
 }
 
 fn to_f32(dtype: StoredDtype, raw: impl AsRef<[u8]>) -> Vec<f32> {
     let raw = raw.as_ref();
     match dtype {
-        StoredDtype::F32 => bytemuck_cast::<f32>(raw),
+        StoredDtype::F32 => pod_vec::<f32>(raw),
         StoredDtype::F16 => {
-            let src = bytemuck_cast::<f16>(raw);
+            let src = pod_vec::<f16>(raw);
             let mut out = vec![0.0; src.len()];
             src.convert_to_f32_slice(&mut out);
             out
         }
         StoredDtype::BF16 => {
-            let src = bytemuck_cast::<bf16>(raw);
+            let src = pod_vec::<bf16>(raw);
             let mut out = vec![0.0; src.len()];
             src.convert_to_f32_slice(&mut out);
             out

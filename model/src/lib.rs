@@ -28,7 +28,6 @@ pub mod packed_cache;
 pub mod prompt;
 pub mod quant;
 pub mod speech;
-pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;
 

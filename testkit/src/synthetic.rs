@@ -5,7 +5,7 @@
 //! generator (`tools/reference/make_fixtures.py`, `scale_weights`), so activations stay O(1)
 //! through every layer. They are stored in bf16 like the release, as one safetensors buffer the
 //! model reads exactly as it reads a file; the list of tensors comes from the same functions
-//! [`SpeechModel::load`](crate::SpeechModel::load) validates against, so it cannot drift.
+//! [`SpeechModel::load`](hark_model::SpeechModel::load) validates against, so it cannot drift.
 //!
 //! The tokenizer is not Gemma's (its 262 144-entry vocabulary is not available here): it is a
 //! word-level vocabulary of the chat prompts' words, with Gemma 4's special tokens, `\n`,
@@ -23,12 +23,12 @@ use safetensors::Dtype;
 use safetensors::tensor::{Metadata, TensorInfo};
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Checkpoint, TensorStore};
-use crate::config::{Gemma4ConfigJson, GenerationConfigJson, ModelConfig};
-use crate::error::LoadError;
-use crate::prompt::{Task, render};
-use crate::tokenizer::TextTokenizer;
-use crate::{decoder, encoder};
+use hark_model::checkpoint::{Checkpoint, TensorStore};
+use hark_model::config::{Gemma4ConfigJson, GenerationConfigJson, ModelConfig};
+use hark_model::error::LoadError;
+use hark_model::prompt::{Task, render};
+use hark_model::tokenizer::TextTokenizer;
+use hark_model::{decoder, encoder};
 
 /// `config.json` of google/gemma-4-E2B-it's speech path (docs/model.md §2 and §4). The vision tower
 /// is left out: Hark never runs it, so the synthetic checkpoint carries no vision weights.
@@ -235,7 +235,7 @@ pub fn write_dir(
 }
 
 /// Every tensor the speech model loads for `config`, with its shape (what
-/// [`SpeechModel::load`](crate::SpeechModel::load) checks the checkpoint against).
+/// [`SpeechModel::load`](hark_model::SpeechModel::load) checks the checkpoint against).
 pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let mut expected = encoder::expected_tensors(
         &config.audio,
@@ -686,7 +686,7 @@ fn pieces(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokenizer::special;
+    use hark_model::tokenizer::special;
 
     fn tiny() -> ModelConfig {
         let json: Gemma4ConfigJson = serde_json::from_value(tiny_config_json()).unwrap();
@@ -734,7 +734,7 @@ mod tests {
         let store = TensorStore::from_owned("tiny", a).unwrap();
         assert_eq!(
             store.dtype("model.language_model.norm.weight"),
-            Some(crate::checkpoint::StoredDtype::BF16)
+            Some(hark_model::checkpoint::StoredDtype::BF16)
         );
         let std = |name: &str| {
             let v = store.f32(name).unwrap();

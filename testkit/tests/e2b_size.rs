@@ -12,7 +12,8 @@ use std::time::Instant;
 use burn::backend::Flex;
 use hark_model::features::log_mel;
 use hark_model::speech::StopReason;
-use hark_model::{GenerateOptions, SpeechModel, Task, WeightDtype, synthetic};
+use hark_model::{GenerateOptions, SpeechModel, Task, WeightDtype};
+use hark_testkit::synthetic;
 
 /// 5 s of speech: a fixture clip, looped.
 fn five_seconds() -> Vec<f32> {
