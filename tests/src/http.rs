@@ -14,15 +14,20 @@ pub struct Response {
 
 /// `GET path` with extra header lines (`"Authorization: Bearer x"`).
 pub fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for h in headers {
         request.push_str(h);
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
+    exchange(addr, request.as_bytes())
+}
+
+/// Send `request` (head and body, as written) and read the response until the server closes.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.write_all(request)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
