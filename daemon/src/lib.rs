@@ -2,11 +2,12 @@
 //!
 //! One port serves the native protocol v1 (`/v1/listen`), OpenAI Realtime transcription
 //! sessions (`/v1/realtime`), `/healthz`, `/metrics` and the captions page. The model is loaded
-//! once; [`scheduler`] runs all model work on dedicated worker threads; every WebSocket is a
+//! once; the streaming engine ([`hark_streaming::engine`], named [`scheduler`] here) runs all
+//! model work on its worker threads; every WebSocket is a
 //! [`session`] task that only converts audio and translates events.
 //!
 //! ```text
-//! socket ─▶ session task ── 16 kHz audio ─▶ worker thread (round-robin over its streams)
+//! socket ─▶ session task ── 16 kHz audio ─▶ engine worker (round-robin over its streams)
 //!    ▲        (protocol,      (SPSC ring)        │ hark_streaming::Stream per session
 //!    └──────── outbox) ◀──── events (channel) ───┘
 //! ```

@@ -3,7 +3,7 @@
 //! Engine workers each serve their own streams; whenever one of them needs a decoder pass (an
 //! audio append, a hypothesis check, a decode step) it hands the pass to the batcher thread and
 //! waits. The batcher runs the passes of every worker that is in a decoder phase together in
-//! one [`TextDecoder::forward_batch`](hark_model::text::TextDecoder::forward_batch), so the
+//! one [`TextDecoder::forward_batch`](hark_model::decoder::TextDecoder::forward_batch), so the
 //! weights are read once for all of them — on a GPU that is the difference between one stream
 //! and dozens per step, and on a CPU it turns memory-bound decode steps into one matrix product.
 //!
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::{Tensor, backend::Backend};
 use hark_model::SpeechModel;
-use hark_model::text::{DecoderCache, Logits, Request};
+use hark_model::decoder::{DecoderCache, Logits, Request};
 
 /// A decoder pass handed to the batcher; the cache travels with it and comes back.
 struct Job<B: Backend> {

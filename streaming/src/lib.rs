@@ -4,7 +4,9 @@
 //! passed on, so silence costs no encoder or decoder work and can produce no text.
 //! [`segment`] runs one utterance through the model incrementally (streaming encoder,
 //! persistent KV cache, speculative re-decoding); [`commit`] decides which text is final;
-//! [`stream`] ties them into one stream's state machine emitting [`Event`]s.
+//! [`stream`] ties them into one stream's state machine emitting [`Event`]s. [`engine`] serves
+//! many streams on worker threads (harkd's one serving loop), with [`batcher`] running their
+//! decoder passes together when batching is on.
 
 pub mod batcher;
 pub mod commit;
@@ -15,9 +17,7 @@ pub mod stream;
 pub mod vad;
 
 pub use commit::Stability;
-pub use engine::{
-    Emitted, Engine, EngineConfig, EngineStats, EventSink, StreamHandle, guarded_turn,
-};
+pub use engine::{Engine, EngineConfig, Output, StreamLink};
 pub use events::{ErrorCode, Event, Final, FinalReason, Partial};
 pub use stream::{Stream, StreamConfig, StreamError};
 

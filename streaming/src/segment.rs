@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use burn::tensor::{Tensor, backend::Backend};
 use hark_model::SpeechModel;
-use hark_model::audio::EncoderState;
+use hark_model::decoder::{DecoderCache, Logits};
+use hark_model::encoder::EncoderState;
 use hark_model::features::MelExtractor;
 use hark_model::prompt::Prompt;
-use hark_model::text::{DecoderCache, Logits};
 
 use crate::batcher::{BatchClient, Phase};
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
-use hark_model::model::quietest_cut;
-use hark_model::text::DecoderCache;
+use hark_model::decoder::DecoderCache;
+use hark_model::speech::quietest_cut;
 use hark_model::{SAMPLE_RATE, SpeechModel, Task};
 use serde::Deserialize;
 

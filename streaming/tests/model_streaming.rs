@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock};
 
 use burn::backend::Flex;
 use burn::tensor::Tensor;
+use hark_model::decoder::Logits;
 use hark_model::features::{MelExtractor, log_mel};
 use hark_model::nn::to_vec;
-use hark_model::text::Logits;
 use hark_model::{Checkpoint, GenerateOptions, SpeechModel, Task, WeightDtype};
 use hark_streaming::{Event, Stream, StreamConfig};
 use proptest::prelude::*;
