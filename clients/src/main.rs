@@ -24,7 +24,13 @@ use clap::{Parser, Subcommand};
 
 /// Hark: real-time speech transcription with Gemma 4.
 #[derive(Debug, Parser)]
-#[command(name = "hark", version, about, long_about = None)]
+#[command(
+    name = "hark",
+    version,
+    about,
+    long_about = None,
+    after_help = "Developer commands (not listed above): dump, eval, bench; see docs/development.md."
+)]
 struct Cli {
     /// More log output on stderr (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -38,12 +44,15 @@ enum Command {
     /// Transcribe (or translate) audio files in-process.
     Transcribe(transcribe::TranscribeArgs),
     /// Write every stage of the speech path for one clip to a safetensors file.
+    #[command(hide = true)]
     Dump(dump::DumpArgs),
     /// Word error rate over a manifest, offline and through the streaming engine.
+    #[command(hide = true)]
     Eval(eval::EvalArgs),
     /// Inspect or download models.
     Model(model_cmd::ModelCmd),
     /// Time each stage at the real E2B shapes on random weights (optionally beside Hugging Face).
+    #[command(hide = true)]
     Bench(bench::BenchArgs),
     /// Live captions from the microphone (or --input FILE) through harkd.
     Captions(captions::CaptionsArgs),
