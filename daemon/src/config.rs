@@ -134,6 +134,10 @@ impl LimitsConfig {
 pub struct Config {
     /// Address and port to listen on.
     pub listen: SocketAddr,
+    /// Address of the Wyoming protocol listener (Home Assistant's voice pipeline; port 10300
+    /// by convention); absent: off. Wyoming has no authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wyoming_listen: Option<SocketAddr>,
     /// Model directory or Hugging Face repo id (from the local cache); absent: the embedded
     /// default model.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -203,6 +207,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            wyoming_listen: None,
             model: None,
             device: Device::Cpu,
             backend: None,
@@ -250,6 +255,10 @@ pub struct Cli {
     /// Address to listen on [default: 127.0.0.1:4275].
     #[arg(long, env = "HARKD_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Also serve the Wyoming protocol (Home Assistant) on this address, e.g. 0.0.0.0:10300
+    /// [default: off].
+    #[arg(long, env = "HARKD_WYOMING_LISTEN")]
+    pub wyoming_listen: Option<SocketAddr>,
     /// Model directory or Hugging Face repo id; without it, the embedded default model.
     #[arg(long, env = "HARKD_MODEL")]
     pub model: Option<String>,
@@ -363,6 +372,9 @@ impl Config {
             }
         }
         set(&mut self.listen, &cli.listen);
+        if cli.wyoming_listen.is_some() {
+            self.wyoming_listen = cli.wyoming_listen;
+        }
         if cli.model.is_some() {
             self.model = cli.model.clone();
         }

@@ -25,6 +25,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod systemd;
+pub mod wyoming;
 
 pub use config::{Cli, Config, ConfigError};
 pub use server::{ServeError, run};

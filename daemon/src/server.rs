@@ -215,7 +215,11 @@ pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<()
     if token.is_none() && !bound.ip().is_loopback() {
         tracing::warn!("listening on {bound} without a token: anyone who can reach it can use it");
     }
+    let wyoming = crate::wyoming::bind(config.wyoming_listen).await?;
     let state = Arc::new(AppState::new(config, token, metrics));
+    if let Some(listener) = wyoming {
+        tokio::spawn(crate::wyoming::serve(listener, state.clone()));
+    }
     metrics::gauge!(m::SESSION_SLOTS).set(state.config.max_sessions as f64);
     metrics::gauge!(m::MODEL_LOADED).set(0.0);
     systemd::status("loading the model");
