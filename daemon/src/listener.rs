@@ -78,7 +78,7 @@ pub async fn serve(
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => {
-                backoff.recovered();
+                backoff.accepted();
                 accepted
             }
             Err(e) if is_per_connection(&e) => continue,
@@ -244,40 +244,45 @@ async fn refuse(mut stream: TcpStream, retry_after_s: u32) {
 }
 
 /// Counts accept failures so that a burst is logged once, with its size, not once per try.
+/// A burst ends after [`BURST_QUIET`] without a failure.
 #[derive(Debug, Default)]
 struct AcceptBackoff {
     failures: u64,
     since: Option<Instant>,
+    last_failure: Option<Instant>,
     last_report: Option<Instant>,
     pause: Duration,
 }
+
+/// Accepts must work this long before a burst of failures counts as over.
+const BURST_QUIET: Duration = Duration::from_secs(10);
 
 impl AcceptBackoff {
     /// Note a failure; the pause before the next try. `freed`: an idle connection was closed,
     /// so a descriptor comes free as soon as its task runs.
     fn failed(&mut self, e: &io::Error, freed: bool) -> Duration {
         let now = Instant::now();
-        self.failures += 1;
         metrics::counter!(crate::metrics::ACCEPT_ERRORS).increment(1);
-        match self.last_report {
-            None => {
-                tracing::warn!(
-                    "cannot accept connections: {e}; closing idle connections and retrying with back-off"
-                );
-                self.since = Some(now);
-                self.last_report = Some(now);
-            }
-            Some(at) if now.duration_since(at) >= ACCEPT_REPORT_EVERY => {
-                tracing::warn!(
-                    "still cannot accept connections: {e} ({} failures in {:.0} s)",
-                    self.failures,
-                    self.since
-                        .map_or(0.0, |s| now.duration_since(s).as_secs_f64())
-                );
-                self.last_report = Some(now);
-            }
-            Some(_) => {}
+        if self.since.is_none() {
+            tracing::warn!(
+                "cannot accept connections: {e}; closing idle connections and retrying with back-off"
+            );
+            self.since = Some(now);
+            self.last_report = Some(now);
+        } else if self
+            .last_report
+            .is_some_and(|at| now.duration_since(at) >= ACCEPT_REPORT_EVERY)
+        {
+            tracing::warn!(
+                "still cannot accept connections: {e} ({} failures in {:.0} s)",
+                self.failures + 1,
+                self.since
+                    .map_or(0.0, |s| now.duration_since(s).as_secs_f64())
+            );
+            self.last_report = Some(now);
         }
+        self.failures += 1;
+        self.last_failure = Some(now);
         if freed {
             return Duration::from_millis(5);
         }
@@ -285,15 +290,20 @@ impl AcceptBackoff {
         self.pause
     }
 
-    /// Accepting works (again).
-    fn recovered(&mut self) {
-        if self.failures == 0 {
+    /// An accept worked: the next failure starts with a short pause, and a burst that has been
+    /// quiet long enough is reported as over.
+    fn accepted(&mut self) {
+        self.pause = Duration::ZERO;
+        let (Some(since), Some(last)) = (self.since, self.last_failure) else {
+            return;
+        };
+        if last.elapsed() < BURST_QUIET {
             return;
         }
-        let took = self.since.map_or(0.0, |s| s.elapsed().as_secs_f64());
         tracing::info!(
-            "accepting connections again after {} failed accept(s) in {took:.1} s",
-            self.failures
+            "accepting connections again; {} accept(s) failed over {:.1} s",
+            self.failures,
+            last.duration_since(since).as_secs_f64()
         );
         *self = AcceptBackoff::default();
     }

@@ -97,6 +97,16 @@ impl AppState {
         Ok(())
     }
 
+    /// Whether a new connection may go on to start a session: refused at once when every
+    /// slot is held by a started session, but it takes no slot (its `start` does).
+    pub fn has_room(&self) -> Result<(), Refusal> {
+        self.accepting()?;
+        if self.slots.available_permits() == 0 && self.parked.is_empty() {
+            return Err(Refusal::Busy);
+        }
+        Ok(())
+    }
+
     /// Try to admit a session that starts. Never waits: a full server answers at once.
     pub fn admit(&self) -> Result<Admission, Refusal> {
         self.accepting()?;

@@ -113,8 +113,9 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, authorized: bool) {
         .await;
         return;
     }
-    // A slot is taken only by `start`: sockets that never start hold none.
-    if let Err(refusal) = state.accepting() {
+    // A full server says so at once, but a slot is taken only by `start`: sockets that never
+    // start hold none.
+    if let Err(refusal) = state.has_room() {
         let (code, message, retry) = refusal_message(&state, refusal);
         refuse(out, &mut stream, code, message, retry).await;
         return;
