@@ -37,16 +37,11 @@ pub fn run(cmd: ModelCmd) -> Result<()> {
 }
 
 fn info(ckpt: &Checkpoint) -> Result<()> {
-    hark_model::model::check_tensors(ckpt)?;
+    hark_model::speech::check_tensors(ckpt)?;
     let c = &ckpt.config;
     let t = &c.text;
     let a = &c.audio;
-    let params: usize = ckpt
-        .tensors
-        .names()
-        .filter_map(|n| ckpt.tensors.shape(n))
-        .map(|s| s.iter().product::<usize>())
-        .sum();
+    let params = ckpt.tensors.parameters();
     let full = t
         .layers
         .iter()

@@ -1,24 +1,27 @@
 //! harkd's configuration: built-in defaults, then a TOML file, then environment variables,
 //! then command-line flags (each later source wins).
 //!
-//! Every setting is one field of [`Config`]; the file uses the field names, the flags are the
-//! same names in kebab case and the environment variables are `HARKD_` plus the name in upper
-//! case (`max_sessions`, `--max-sessions`, `HARKD_MAX_SESSIONS`). `harkd --print-config` shows
-//! the merged result.
+//! Every setting is one field of [`Config`] (or of a section such as `limits`), declared once
+//! with its doc comment and default; [`crate::settings`] derives the rest from the struct: the
+//! file key, the flag (the name in kebab case) and the variable (`HARKD_` plus the name in upper
+//! case), as in `max_sessions`, `--max-sessions`, `HARKD_MAX_SESSIONS`. To add a setting, add a
+//! field here, its default in `Default`, and its checks in `validate`. `harkd --print-config`
+//! shows the merged result with every setting and its documentation.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use hark_audio_io::{MAX_INPUT_RATE, MIN_INPUT_RATE};
+pub use hark_model::backend::{BackendName, Device};
 use hark_model::{BackendKind, WeightsChoice};
-use hark_protocol::{Encoding, Limits};
+use hark_protocol::Limits;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::language::language_name;
-
-/// Default address: loopback only, so nothing is exposed until the operator decides to.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:4275";
+pub use crate::listen::ListenAddr;
+use crate::settings::{self, SettingArgs};
 
 /// A configuration problem; harkd refuses to start.
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +31,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
+    #[error("invalid config file {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid value for {flag} / {env}: {reason}")]
+    Value {
+        flag: String,
+        env: String,
+        reason: String,
     },
     #[error("cannot read token file {path}: {source}")]
     TokenFile {
@@ -49,26 +55,8 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    #[default]
-    Cpu,
-    Cuda,
-}
-
-/// A Burn backend by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendName {
-    Flex,
-    Ndarray,
-    Cuda,
-}
-
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -78,68 +66,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// The audio limits advertised in `ready` (see the protocol README, §1.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Largest binary audio frame, bytes.
-    pub max_frame_bytes: u32,
-    /// Most seconds of audio per session; 0 = unlimited.
-    pub max_session_s: u32,
-    /// Seconds without any frame before the session is closed.
-    pub idle_timeout_s: u32,
-    /// Accepted client sample rates (resampled to 16 kHz).
-    pub sample_rates: Vec<u32>,
-    /// Accepted encodings.
-    pub encodings: Vec<Encoding>,
-    /// Most interleaved channels.
-    pub max_channels: u16,
-    /// Seconds a dropped native session stays resumable; 0 turns resume off.
-    pub resume_window_s: u32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let l = Limits::default();
-        Self {
-            max_frame_bytes: l.max_frame_bytes,
-            max_session_s: l.max_session_s,
-            idle_timeout_s: l.idle_timeout_s,
-            sample_rates: l.sample_rates,
-            encodings: l.encodings,
-            max_channels: l.max_channels,
-            resume_window_s: 30,
-        }
-    }
-}
-
-impl LimitsConfig {
-    /// The wire form.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_frame_bytes: self.max_frame_bytes,
-            max_session_s: self.max_session_s,
-            idle_timeout_s: self.idle_timeout_s,
-            sample_rates: self.sample_rates.clone(),
-            encodings: self.encodings.clone(),
-            max_channels: self.max_channels,
-            resume_window_s: self.resume_window_s,
-        }
-    }
-}
-
 /// Everything harkd can be told. See `daemon/README.md` for the file format.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address and port to listen on.
-    pub listen: SocketAddr,
+    /// Address to listen on: host[:port], a name or an address (port 4275 when left out).
+    pub listen: ListenAddr,
     /// Address of the Wyoming protocol listener (Home Assistant's voice pipeline; port 10300
     /// by convention); absent: off. Wyoming has no authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub wyoming_listen: Option<SocketAddr>,
-    /// Model directory or Hugging Face repo id (from the local cache); absent: the embedded
-    /// default model.
+    /// Model directory, .gguf file or Hugging Face repo id (from the local cache); not set: the
+    /// embedded demonstration model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Where the model runs.
@@ -147,7 +86,8 @@ pub struct Config {
     /// CPU backend (`flex` by default); `cuda` follows from `device = "cuda"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendName>,
-    /// Precision of matmul weights.
+    /// Precision of matmul weights: auto is q8 on the CPU and f16 on a GPU for large models,
+    /// f32 for small ones.
     pub weights: WeightsChoice,
     /// Bearer token clients must present; absent: no authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,7 +97,7 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// Concurrent sessions; one more gets `server_busy`.
     pub max_sessions: usize,
-    /// Inference worker threads; 0 = automatic (see `resolved_workers`).
+    /// Inference worker threads; 0 = automatic: one per two CPU cores, 4 on a GPU.
     pub workers: usize,
     /// Most decoder passes of different streams run as one batched forward pass; 0 = automatic
     /// (16 on a GPU, off on a CPU), 1 = no batching.
@@ -189,24 +129,24 @@ pub struct Config {
     pub header_timeout_s: u32,
     /// A native WebSocket must send `start` within this long of connecting, s.
     pub start_timeout_s: u32,
-    /// Open connections in all (HTTP and WebSocket); 0 = automatic (see
-    /// `resolved_max_connections`).
+    /// Open connections in all (HTTP and WebSocket); 0 = automatic: max(8 x max_sessions,
+    /// 512), kept below the open-file limit.
     pub max_connections: usize,
-    /// Open connections from one peer address; 0 = automatic.
+    /// Open connections from one peer address; 0 = automatic: max(2 x max_sessions, 128).
     pub max_connections_per_peer: usize,
     /// Browser origins besides the server's own allowed to open WebSockets
     /// (`https://host[:port]`, or `*` for any).
     pub allowed_origins: Vec<String>,
     /// Log format.
     pub log_format: LogFormat,
-    /// Limits advertised to clients.
-    pub limits: LimitsConfig,
+    /// Limits advertised to clients in `ready` (protocol README, §1.3).
+    pub limits: Limits,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            listen: ListenAddr::default(),
             wyoming_listen: None,
             model: None,
             device: Device::Cpu,
@@ -234,7 +174,11 @@ impl Default for Config {
             max_connections_per_peer: 0,
             allowed_origins: Vec::new(),
             log_format: LogFormat::Text,
-            limits: LimitsConfig::default(),
+            // Unlike the protocol's default, harkd keeps dropped sessions resumable for 30 s.
+            limits: Limits {
+                resume_window_s: 30,
+                ..Limits::default()
+            },
         }
     }
 }
@@ -243,167 +187,127 @@ impl Default for Config {
 ///
 /// Serves the native protocol at /v1/listen, OpenAI Realtime transcription sessions at
 /// /v1/realtime, /healthz, /metrics and the captions page at /captions, all on one port.
+/// Every setting is a config file key, a flag and a HARKD_<NAME> variable; flags beat
+/// variables, variables beat the file, the file beats the defaults.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "harkd", version, about, long_about = None)]
 pub struct Cli {
     /// TOML configuration file.
     #[arg(long, short = 'c', env = "HARKD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Print the merged configuration as TOML and exit.
+    /// Print the merged configuration as TOML (every setting, documented) and exit.
     #[arg(long)]
     pub print_config: bool,
-    /// Address to listen on [default: 127.0.0.1:4275].
-    #[arg(long, env = "HARKD_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Also serve the Wyoming protocol (Home Assistant) on this address, e.g. 0.0.0.0:10300
-    /// [default: off].
-    #[arg(long, env = "HARKD_WYOMING_LISTEN")]
-    pub wyoming_listen: Option<SocketAddr>,
-    /// Model directory or Hugging Face repo id; without it, the embedded default model.
-    #[arg(long, env = "HARKD_MODEL")]
-    pub model: Option<String>,
-    /// Where the model runs [default: cpu].
-    #[arg(long, value_enum, env = "HARKD_DEVICE")]
-    pub device: Option<Device>,
-    /// CPU backend [default: flex].
-    #[arg(long, value_enum, env = "HARKD_BACKEND")]
-    pub backend: Option<BackendName>,
-    /// Precision of matmul weights: auto, f32, f16, bf16, q8, q4 [default: auto: q8 on the
-    /// CPU and f16 on a GPU for large models, f32 for small ones].
-    #[arg(long, env = "HARKD_WEIGHTS")]
-    pub weights: Option<WeightsChoice>,
-    /// Bearer token clients must present (prefer --token-file: flags are visible in ps).
-    #[arg(long, env = "HARKD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// File whose first line is the bearer token.
-    #[arg(long, env = "HARKD_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Concurrent sessions [default: 64].
-    #[arg(long, env = "HARKD_MAX_SESSIONS")]
-    pub max_sessions: Option<usize>,
-    /// Inference worker threads; 0 = one per two CPU cores (one on a GPU) [default: 0].
-    #[arg(long, env = "HARKD_WORKERS")]
-    pub workers: Option<usize>,
-    /// Decoder passes of different streams batched into one forward pass; 0 = 16 on a GPU,
-    /// off on a CPU; 1 = off [default: 0].
-    #[arg(long, env = "HARKD_BATCH")]
-    pub batch: Option<usize>,
-    /// Language (BCP 47) when a client names none [default: en].
-    #[arg(long, env = "HARKD_DEFAULT_LANGUAGE")]
-    pub default_language: Option<String>,
-    /// Token budget per hypothesis [default: 192].
-    #[arg(long, env = "HARKD_MAX_NEW_TOKENS")]
-    pub max_new_tokens: Option<usize>,
-    /// Largest upload to /v1/audio/transcriptions and /v1/audio/translations, MiB
-    /// [default: 100].
-    #[arg(long, env = "HARKD_MAX_UPLOAD_MB")]
-    pub max_upload_mb: Option<u32>,
-    /// Seconds without any frame before a session is closed [default: 30].
-    #[arg(long, env = "HARKD_IDLE_TIMEOUT_S")]
-    pub idle_timeout_s: Option<u32>,
-    /// Most seconds of audio per session, 0 = unlimited [default: 14400].
-    #[arg(long, env = "HARKD_MAX_SESSION_S")]
-    pub max_session_s: Option<u32>,
-    /// Seconds a dropped session stays resumable, 0 = off [default: 30].
-    #[arg(long, env = "HARKD_RESUME_WINDOW_S")]
-    pub resume_window_s: Option<u32>,
-    /// Largest binary audio frame in bytes [default: 262144].
-    #[arg(long, env = "HARKD_MAX_FRAME_BYTES")]
-    pub max_frame_bytes: Option<u32>,
-    /// Seconds a connection may take to send its request headers [default: 10].
-    #[arg(long, env = "HARKD_HEADER_TIMEOUT_S")]
-    pub header_timeout_s: Option<u32>,
-    /// Seconds a native WebSocket may take to send `start` [default: 10].
-    #[arg(long, env = "HARKD_START_TIMEOUT_S")]
-    pub start_timeout_s: Option<u32>,
-    /// Open connections in all; 0 = max(8 x max-sessions, 512), bounded by the open-file
-    /// limit [default: 0].
-    #[arg(long, env = "HARKD_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Open connections per peer address; 0 = max(2 x max-sessions, 128) [default: 0].
-    #[arg(long, env = "HARKD_MAX_CONNECTIONS_PER_PEER")]
-    pub max_connections_per_peer: Option<usize>,
-    /// Browser origins besides harkd's own allowed to open WebSockets, comma-separated
-    /// (https://host[:port], or * for any).
-    #[arg(long, env = "HARKD_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub allowed_origins: Option<Vec<String>>,
-    /// Log format [default: text].
-    #[arg(long, value_enum, env = "HARKD_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
     /// More log output (-v: debug, -vv: trace); HARKD_LOG takes an EnvFilter directive.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    #[command(flatten)]
+    pub settings: SettingArgs,
 }
 
 impl Config {
-    /// Read a TOML file.
+    /// Read a TOML file (settings it leaves out keep their defaults).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })
+        Self::merge(Some((path, &text)), &[])
     }
 
     /// Parse TOML text.
-    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
-        toml::from_str(text)
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::merge(Some((Path::new("(text)"), text)), &[])
     }
 
-    /// Defaults, the file named by `cli.config`, then the flags and environment (which clap
-    /// has already merged, flags first). The result is validated.
+    /// Defaults, the file named by `cli.config`, then the variables and flags (which clap has
+    /// already merged, flags first). The result is validated.
     pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
-        let mut cfg = match &cli.config {
-            Some(path) => Self::from_file(path)?,
-            None => Config::default(),
+        let text = match &cli.config {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
         };
-        cfg.apply(cli);
+        let file = cli.config.as_deref().zip(text.as_deref());
+        let cfg = Self::merge(file, &cli.settings.values)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    fn apply(&mut self, cli: &Cli) {
-        fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
-            if let Some(v) = value {
-                *slot = v.clone();
+    /// The defaults, overlaid by the file's keys, overlaid by the given settings.
+    pub fn merge(
+        file: Option<(&Path, &str)>,
+        given: &[(&'static settings::Setting, String)],
+    ) -> Result<Config, ConfigError> {
+        let defaults = Config::default().to_table()?;
+        let mut table = defaults.clone();
+        // Each value is checked alone on the defaults first, so an error names its setting.
+        let mut set = |setting: &settings::Setting, value: toml::Value| -> Result<(), String> {
+            let mut alone = defaults.clone();
+            settings::insert(&mut alone, setting, value.clone());
+            toml::Value::Table(alone)
+                .try_into::<Config>()
+                .map_err(|e| e.message().to_string())?;
+            settings::insert(&mut table, setting, value);
+            Ok(())
+        };
+        if let Some((path, text)) = file {
+            let parse = |reason: String| ConfigError::Parse {
+                path: path.to_owned(),
+                reason,
+            };
+            let from_file: toml::Table = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
+            for (key, value) in from_file {
+                let entries = match value {
+                    toml::Value::Table(values) if settings::sections().contains(&key.as_str()) => {
+                        values
+                            .into_iter()
+                            .map(|(name, v)| (format!("{key}.{name}"), v))
+                            .collect()
+                    }
+                    value => vec![(key, value)],
+                };
+                for (key, value) in entries {
+                    let setting = settings::find(&key)
+                        .ok_or_else(|| parse(format!("unknown setting `{key}`")))?;
+                    set(setting, value).map_err(|reason| parse(format!("`{key}`: {reason}")))?;
+                }
             }
         }
-        set(&mut self.listen, &cli.listen);
-        if cli.wyoming_listen.is_some() {
-            self.wyoming_listen = cli.wyoming_listen;
+        let token_given = given
+            .iter()
+            .any(|(s, _)| s.key == "token" || s.key == "token_file");
+        for (setting, raw) in given {
+            let bad = |reason: String| ConfigError::Value {
+                flag: format!("--{}", setting.flag),
+                env: setting.env.clone(),
+                reason,
+            };
+            let value = setting.kind.parse(raw).map_err(bad)?;
+            set(setting, value).map_err(bad)?;
         }
-        if cli.model.is_some() {
-            self.model = cli.model.clone();
+        // A token given as a flag or variable replaces either form in the file.
+        if token_given {
+            for key in ["token", "token_file"] {
+                if !given.iter().any(|(s, _)| s.key == key) {
+                    settings::remove(&mut table, settings::find(key).expect("token settings"));
+                }
+            }
         }
-        set(&mut self.device, &cli.device);
-        if cli.backend.is_some() {
-            self.backend = cli.backend;
-        }
-        set(&mut self.weights, &cli.weights);
-        // A token on the command line or in the environment replaces either form in the file.
-        if cli.token.is_some() || cli.token_file.is_some() {
-            self.token = cli.token.clone();
-            self.token_file = cli.token_file.clone();
-        }
-        set(&mut self.max_sessions, &cli.max_sessions);
-        set(&mut self.workers, &cli.workers);
-        set(&mut self.batch, &cli.batch);
-        set(&mut self.default_language, &cli.default_language);
-        set(&mut self.max_new_tokens, &cli.max_new_tokens);
-        set(&mut self.max_upload_mb, &cli.max_upload_mb);
-        set(&mut self.limits.idle_timeout_s, &cli.idle_timeout_s);
-        set(&mut self.limits.max_session_s, &cli.max_session_s);
-        set(&mut self.limits.resume_window_s, &cli.resume_window_s);
-        set(&mut self.limits.max_frame_bytes, &cli.max_frame_bytes);
-        set(&mut self.header_timeout_s, &cli.header_timeout_s);
-        set(&mut self.start_timeout_s, &cli.start_timeout_s);
-        set(&mut self.max_connections, &cli.max_connections);
-        set(&mut self.max_connections_per_peer, &cli.max_connections_per_peer);
-        set(&mut self.allowed_origins, &cli.allowed_origins);
-        set(&mut self.log_format, &cli.log_format);
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| invalid("config", e.to_string()))
+    }
+
+    /// This configuration as a TOML table (unset settings are absent).
+    pub fn to_table(&self) -> Result<toml::Table, ConfigError> {
+        toml::Table::try_from(self).map_err(|e| invalid("config", e.to_string()))
     }
 
     /// Checks every value; harkd refuses to start on the first bad one.
@@ -555,18 +459,8 @@ impl Config {
 
     /// The backend the settings name.
     pub fn backend_kind(&self) -> Result<BackendKind, ConfigError> {
-        Ok(match (self.device, self.backend) {
-            (Device::Cuda, None | Some(BackendName::Cuda)) => BackendKind::Cuda,
-            (Device::Cuda, Some(other)) => {
-                return Err(invalid(
-                    "backend",
-                    format!("device cuda cannot use the {other:?} backend"),
-                ));
-            }
-            (Device::Cpu, None | Some(BackendName::Flex)) => BackendKind::Flex,
-            (Device::Cpu, Some(BackendName::Ndarray)) => BackendKind::NdArray,
-            (Device::Cpu, Some(BackendName::Cuda)) => BackendKind::Cuda,
-        })
+        BackendKind::select(self.device, self.backend)
+            .map_err(|e| invalid("backend", e.to_string()))
     }
 
     /// Worker threads: the setting, or one per two CPU cores on CPU backends (each worker's
@@ -597,13 +491,40 @@ impl Config {
         }
     }
 
-    /// The merged configuration as TOML (the token is masked).
+    /// The merged configuration as TOML: every setting under its documentation, unset ones
+    /// commented out (the token is masked).
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         if shown.token.is_some() {
             shown.token = Some("********".into());
         }
-        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let table = match shown.to_table() {
+            Ok(t) => t,
+            Err(e) => return format!("# cannot render: {e}\n"),
+        };
+        let mut out = String::from(
+            "# harkd configuration: defaults < this file < HARKD_<NAME> variables < --flags\n",
+        );
+        let groups = std::iter::once(None).chain(settings::sections().into_iter().map(Some));
+        for group in groups {
+            if let Some(section) = group {
+                out.push_str(&format!("\n[{section}]\n"));
+            }
+            for s in settings::all()
+                .iter()
+                .filter(|s| s.section.as_deref() == group)
+            {
+                out.push('\n');
+                for line in s.doc.lines() {
+                    out.push_str(&format!("# {line}\n"));
+                }
+                match settings::lookup(&table, s) {
+                    Some(value) => out.push_str(&format!("{} = {value}\n", s.name)),
+                    None => out.push_str(&format!("# {} = (not set)\n", s.name)),
+                }
+            }
+        }
+        out
     }
 }
 
@@ -624,6 +545,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.listen.port(), 9000);
+        let err = Config::from_toml("[limits]\nidle_timeout_ss = 3\n").unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_ss"), "{err}");
         assert_eq!(cfg.max_sessions, 3);
         assert_eq!(cfg.limits.idle_timeout_s, 5);
         assert_eq!(cfg.limits.max_channels, 2);
@@ -633,14 +556,16 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let mut cfg = Config::from_toml("max_sessions = 3\ntoken = \"file\"\n").unwrap();
-        let cli = Cli {
-            max_sessions: Some(7),
-            token_file: Some("/run/credentials/harkd/token".into()),
-            idle_timeout_s: Some(9),
-            ..Cli::default()
-        };
-        cfg.apply(&cli);
+        let given = |key: &str, raw: &str| (settings::find(key).unwrap(), raw.to_string());
+        let cfg = Config::merge(
+            Some((Path::new("f.toml"), "max_sessions = 3\ntoken = \"file\"\n")),
+            &[
+                given("max_sessions", "7"),
+                given("token_file", "/run/credentials/harkd/token"),
+                given("limits.idle_timeout_s", "9"),
+            ],
+        )
+        .unwrap();
         assert_eq!(cfg.max_sessions, 7);
         assert_eq!(cfg.token, None);
         assert!(cfg.token_file.is_some());

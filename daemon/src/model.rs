@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use hark_model::backend::BackendError;
+use hark_model::hub::{ModelSource, OpenError};
 use hark_model::{BackendKind, BackendTask, Checkpoint, LoadError, SpeechModel};
 use hark_testkit::synthetic;
 
@@ -23,13 +24,10 @@ pub enum ModelLoadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("cannot load model {name}: {source}")]
-    Load { name: String, source: LoadError },
-    #[error("cannot find model {name}: {source}")]
-    Resolve {
-        name: String,
-        source: hark_model::hub::HubError,
-    },
+    #[error("cannot load model {name}: {reason}")]
+    Load { name: String, reason: LoadError },
+    #[error(transparent)]
+    Open(#[from] OpenError),
     #[error(
         "unknown synthetic model `{0}` (use synthetic:e2b or synthetic:tiny; random weights, for load tests)"
     )]
@@ -88,13 +86,11 @@ pub fn load(cfg: &Config) -> Result<LoadedModel, ModelLoadError> {
 }
 
 fn checkpoint(cfg: &Config) -> Result<Checkpoint, ModelLoadError> {
-    let Some(arg) = &cfg.model else {
-        return hark_model::embedded::default_checkpoint().map_err(|source| ModelLoadError::Load {
-            name: "(embedded default)".into(),
-            source,
-        });
-    };
-    if let Some(which) = arg.strip_prefix(SYNTHETIC_PREFIX) {
+    if let Some(which) = cfg
+        .model
+        .as_deref()
+        .and_then(|m| m.strip_prefix(SYNTHETIC_PREFIX))
+    {
         let config = match which {
             "e2b" => synthetic::e2b_config_json(),
             "tiny" => synthetic::tiny_config_json(),
@@ -103,16 +99,10 @@ fn checkpoint(cfg: &Config) -> Result<Checkpoint, ModelLoadError> {
         let generation = synthetic::e2b_generation_config_json();
         let name = format!("synthetic-{which}");
         return synthetic::checkpoint(&name, &config, Some(&generation), 0)
-            .map_err(|source| ModelLoadError::Load { name, source });
+            .map_err(|reason| ModelLoadError::Load { name, reason });
     }
-    let dir = hark_model::hub::resolve(arg).map_err(|source| ModelLoadError::Resolve {
-        name: arg.clone(),
-        source,
-    })?;
-    Checkpoint::open(&dir).map_err(|source| ModelLoadError::Load {
-        name: arg.clone(),
-        source,
-    })
+    let source = ModelSource::from_arg(cfg.model.as_deref()).map_err(OpenError::from)?;
+    Ok(source.open()?)
 }
 
 struct Start {
@@ -131,10 +121,10 @@ impl BackendTask for Start {
             .kind
             .weights(self.weights, self.ckpt.tensors.parameters())?;
         let name = self.ckpt.name.clone();
-        let model = SpeechModel::<B>::load(self.ckpt, &device, weights).map_err(|source| {
+        let model = SpeechModel::<B>::load(self.ckpt, &device, weights).map_err(|reason| {
             ModelLoadError::Load {
                 name: name.clone(),
-                source,
+                reason,
             }
         })?;
         let model = Arc::new(model);

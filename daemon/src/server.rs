@@ -39,6 +39,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot resolve the listen address {addr}: {reason}")]
+    Resolve { addr: String, reason: String },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -206,7 +208,7 @@ async fn asset(uri: Uri) -> Response {
 /// answers 503 meanwhile), serve, then finalise open sessions and stop.
 pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<(), ServeError> {
     let token = config.resolved_token()?;
-    let addr = config.listen;
+    let addr = resolve_listen(&config.listen).await?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
@@ -224,7 +226,7 @@ pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<()
     metrics::gauge!(m::MODEL_LOADED).set(0.0);
     systemd::status("loading the model");
 
-    let loader = tokio::spawn(load_model(state.clone(), bound));
+    let mut loader = tokio::spawn(load_model(state.clone(), bound));
     let signals = tokio::spawn(watch_signals(state.clone()));
     let sampler = tokio::spawn(m::sample_real_time_factor(
         state.clone(),
@@ -240,7 +242,6 @@ pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<()
     )
     .await;
 
-
     // Sessions watch the same signal: each finalises its open segment, sends `shutting_down`
     // and `closed`, and closes.
     state.parked.clear();
@@ -251,11 +252,14 @@ pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<()
     signals.abort();
     sampler.abort();
     watchdog.abort();
-    let loaded = if loader.is_finished() {
-        loader.await.map_err(|_| ServeError::LoaderPanicked)?
-    } else {
-        loader.abort();
-        Ok(())
+    // A loader that failed began the shutdown itself and is returning its error (it may not
+    // have finished returning yet); one still loading (SIGTERM during the load) is abandoned.
+    let loaded = match tokio::time::timeout(Duration::from_millis(500), &mut loader).await {
+        Ok(joined) => joined.map_err(|_| ServeError::LoaderPanicked)?,
+        Err(_) => {
+            loader.abort();
+            Ok(())
+        }
     };
     tracing::info!("stopped");
     loaded
@@ -286,6 +290,18 @@ fn listener_settings(config: &Config) -> ListenerSettings {
     }
 }
 
+/// The first address a `listen` setting resolves to (host names are looked up).
+async fn resolve_listen(listen: &crate::config::ListenAddr) -> Result<SocketAddr, ServeError> {
+    let resolved = tokio::net::lookup_host(listen.bind_target()).await;
+    resolved
+        .map_err(|e| e.to_string())
+        .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_string()))
+        .map_err(|reason| ServeError::Resolve {
+            addr: listen.to_string(),
+            reason,
+        })
+}
+
 /// Load the model off the async threads; on failure, stop the server.
 async fn load_model(state: Arc<AppState>, bound: SocketAddr) -> Result<(), ServeError> {
     let config = state.config.clone();
@@ -305,7 +321,7 @@ async fn load_model(state: Arc<AppState>, bound: SocketAddr) -> Result<(), Serve
             Ok(())
         }
         Ok(Err(e)) => {
-            tracing::error!("{e}");
+            // Returned to main, which prints it: logging it here too would tell it twice.
             state.begin_shutdown();
             Err(e.into())
         }

@@ -8,14 +8,10 @@ use std::time::{Duration, Instant};
 
 fn harkd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harkd"));
-    for var in [
-        "HARKD_CONFIG",
-        "HARKD_MAX_SESSIONS",
-        "HARKD_TOKEN",
-        "HARKD_MODEL",
-        "HARKD_LISTEN",
-    ] {
-        cmd.env_remove(var);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("HARKD_") {
+            cmd.env_remove(var);
+        }
     }
     cmd
 }
@@ -90,9 +86,15 @@ fn configuration_errors_name_the_problem() {
     assert!(!ok);
     assert!(stderr.contains("max_sessions"), "{stderr}");
 
-    let (ok, _, stderr) = run(harkd().args(["--listen", "not-an-address"]));
+    let (ok, _, stderr) = run(harkd().args(["--listen", "not an address"]));
     assert!(!ok);
     assert!(stderr.contains("--listen"), "{stderr}");
+
+    // Each problem is told once, not once per error layer.
+    std::fs::write(&file, "max_sessions = \"three\"\n").unwrap();
+    let (ok, _, stderr) = run(harkd().arg("--config").arg(&file).arg("--print-config"));
+    assert!(!ok);
+    assert_eq!(stderr.matches("invalid type").count(), 1, "{stderr}");
 
     let missing = dir.path().join("nowhere.toml");
     let (ok, _, stderr) = run(harkd().arg("--config").arg(&missing));
@@ -107,7 +109,7 @@ fn an_unloadable_model_stops_the_daemon_with_an_error() {
         .args(["--listen", "127.0.0.1:0", "--model"])
         .arg(dir.path().join("no-such-model")));
     assert!(!ok);
-    assert!(stderr.contains("no-such-model"), "{stderr}");
+    assert_eq!(stderr.matches("no-such-model").count(), 1, "{stderr}");
 }
 
 #[test]
@@ -119,6 +121,7 @@ fn a_taken_port_is_reported() {
         .arg(fixture_model()));
     assert!(!ok);
     assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {

@@ -96,6 +96,62 @@ impl FromStr for BackendKind {
     }
 }
 
+/// Where the model runs: the `device` setting of harkd and `--device` of hark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// A CPU backend by name (`cuda` follows from [`Device::Cuda`]): the `backend` setting of
+/// harkd and `--backend` of hark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    Flex,
+    Ndarray,
+    Cuda,
+}
+
+impl BackendKind {
+    /// The backend a device and an optional backend name select (flex when only the CPU is
+    /// named).
+    pub fn select(device: Device, backend: Option<BackendName>) -> Result<Self, BackendError> {
+        Ok(match (device, backend) {
+            (Device::Cuda, None | Some(BackendName::Cuda)) => BackendKind::Cuda,
+            (Device::Cuda, Some(other)) => return Err(BackendError::NotOnCuda(other)),
+            (Device::Cpu, None | Some(BackendName::Flex)) => BackendKind::Flex,
+            (Device::Cpu, Some(BackendName::Ndarray)) => BackendKind::NdArray,
+            (Device::Cpu, Some(BackendName::Cuda)) => BackendKind::Cuda,
+        })
+    }
+}
+
+/// `weights` is a plain string in a configuration schema, one of these names.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for WeightsChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WeightsChoice".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<String> = std::iter::once("auto".to_string())
+            .chain(
+                crate::weights::WeightDtype::ALL
+                    .iter()
+                    .map(|d| d.name().to_string()),
+            )
+            .collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
 /// The backend cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -103,6 +159,8 @@ pub enum BackendError {
     Unknown(String),
     #[error("this build of Hark has no {0} backend (rebuild with `--features {0}`)")]
     NotCompiled(&'static str),
+    #[error("device cuda cannot use the {0:?} backend")]
+    NotOnCuda(BackendName),
     #[error("no usable CUDA GPU: {0}")]
     CudaUnavailable(String),
     #[error("the {backend} backend cannot run {weights} weights (use f16 or f32 there)")]
@@ -200,6 +258,28 @@ pub fn probe_cuda() -> Result<(), BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_and_backend_name_select_a_backend() {
+        use BackendName as N;
+        assert_eq!(
+            BackendKind::select(Device::Cpu, None).unwrap(),
+            BackendKind::Flex
+        );
+        assert_eq!(
+            BackendKind::select(Device::Cpu, Some(N::Ndarray)).unwrap(),
+            BackendKind::NdArray
+        );
+        assert_eq!(
+            BackendKind::select(Device::Cuda, None).unwrap(),
+            BackendKind::Cuda
+        );
+        let err = BackendKind::select(Device::Cuda, Some(N::Flex)).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot use the Flex backend"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn parses_names_and_refuses_unknown() {

@@ -1,5 +1,6 @@
-//! Finding a checkpoint: a directory, or a Hugging Face repo id (`google/gemma-4-E2B-it`)
-//! resolved from the standard local Hugging Face cache.
+//! Finding a checkpoint: the embedded demonstration model, a directory or `.gguf` file, or a
+//! Hugging Face repo id (`google/gemma-4-E2B-it`) resolved from the standard local Hugging
+//! Face cache. [`ModelSource`] is what harkd's `model` setting and hark's `--model` name.
 //!
 //! Cache layout (as written by `huggingface_hub`): `<cache>/models--<org>--<name>/refs/<rev>`
 //! holds a commit hash and `<cache>/models--<org>--<name>/snapshots/<hash>/` the files.
@@ -8,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::{Checkpoint, LoadError};
+
 /// Why a model argument could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -15,7 +18,7 @@ pub enum HubError {
     NotAModel(String),
     #[error(
         "{repo} is not in the local Hugging Face cache ({cache}); download it with `hark model fetch {repo}` \
-         or pass a model directory"
+         (Gemma is gated: accept its licence on huggingface.co and set HF_TOKEN first) or pass a model directory"
     )]
     NotCached { repo: String, cache: PathBuf },
     #[error("{repo}: revision `{revision}` is not in the cache at {path}")]
@@ -30,6 +33,63 @@ pub enum HubError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The checkpoint a `model` setting or `--model` flag names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The small demonstration model compiled into the binaries (no `model` given).
+    Embedded,
+    /// A model directory (Hugging Face layout) or a `.gguf` file.
+    Local(PathBuf),
+    /// A Hugging Face repo id, read from the local cache at its `main` revision.
+    Hub(String),
+}
+
+/// A model could not be opened: not found, or found and unreadable. The message names the
+/// model once.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Resolve(#[from] HubError),
+    #[error("cannot load model {name}: {reason}")]
+    Load { name: String, reason: LoadError },
+}
+
+impl ModelSource {
+    /// What `arg` names; `None` is the embedded model.
+    pub fn from_arg(arg: Option<&str>) -> Result<Self, HubError> {
+        let Some(arg) = arg else {
+            return Ok(ModelSource::Embedded);
+        };
+        let path = Path::new(arg);
+        let gguf = path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        if path.is_dir() || gguf {
+            Ok(ModelSource::Local(path.to_path_buf()))
+        } else if is_repo_id(arg) {
+            Ok(ModelSource::Hub(arg.to_string()))
+        } else {
+            Err(HubError::NotAModel(arg.to_string()))
+        }
+    }
+
+    /// Open the checkpoint (mapping its files; nothing is loaded onto a device yet).
+    pub fn open(&self) -> Result<Checkpoint, OpenError> {
+        let (name, path) = match self {
+            ModelSource::Embedded => {
+                return crate::embedded::default_checkpoint().map_err(|reason| OpenError::Load {
+                    name: "(embedded default)".into(),
+                    reason,
+                });
+            }
+            ModelSource::Local(path) => (path.display().to_string(), path.clone()),
+            ModelSource::Hub(repo) => (repo.clone(), resolve(repo)?),
+        };
+        Checkpoint::open(&path).map_err(|reason| OpenError::Load { name, reason })
+    }
 }
 
 /// The Hugging Face hub cache directory from the environment.
@@ -69,16 +129,8 @@ pub fn repo_dir(cache: &Path, repo: &str) -> PathBuf {
 /// Resolve `arg`: an existing directory or `.gguf` file is used as is; otherwise a repo id is
 /// looked up in `cache` at `revision` (a ref name such as `main`, or a commit hash).
 pub fn resolve_in(arg: &str, cache: Option<&Path>, revision: &str) -> Result<PathBuf, HubError> {
-    let path = Path::new(arg);
-    let gguf = path.is_file()
-        && path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-    if path.is_dir() || gguf {
-        return Ok(path.to_path_buf());
-    }
-    if !is_repo_id(arg) {
-        return Err(HubError::NotAModel(arg.to_string()));
+    if let ModelSource::Local(path) = ModelSource::from_arg(Some(arg))? {
+        return Ok(path);
     }
     let cache = cache.ok_or_else(|| HubError::NotCached {
         repo: arg.into(),
@@ -131,6 +183,31 @@ mod tests {
         assert!(!is_repo_id("a/b/c"));
         assert!(!is_repo_id("../x"));
         assert!(!is_repo_id("plain"));
+    }
+
+    #[test]
+    fn model_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ModelSource::from_arg(None).unwrap(), ModelSource::Embedded);
+        let local = dir.path().to_str().unwrap();
+        assert_eq!(
+            ModelSource::from_arg(Some(local)).unwrap(),
+            ModelSource::Local(dir.path().to_path_buf())
+        );
+        assert_eq!(
+            ModelSource::from_arg(Some("google/gemma-4-E2B-it")).unwrap(),
+            ModelSource::Hub("google/gemma-4-E2B-it".into())
+        );
+        assert!(matches!(
+            ModelSource::from_arg(Some("no-such-dir")),
+            Err(HubError::NotAModel(_))
+        ));
+        // The reason is part of the message and not a source again, so `{:#}` prints it once.
+        let err = ModelSource::Local(dir.path().to_path_buf())
+            .open()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("cannot load model"), "{err}");
+        assert!(std::error::Error::source(&err).is_none());
     }
 
     #[test]

@@ -21,14 +21,15 @@ pub const MAX_SESSION_ID_BYTES: usize = 128;
 
 /// What the server accepts, sent in `ready` and used by [`validate_start`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Limits {
     /// Largest binary frame, in bytes.
     pub max_frame_bytes: u32,
     /// Longest session, in seconds of audio; 0 means unlimited.
     pub max_session_s: u32,
-    /// Seconds without any frame (audio, control or ping) before the server closes.
+    /// Seconds without any frame (audio, control or ping) before the server closes the session.
     pub idle_timeout_s: u32,
-    /// Accepted sample rates, in Hz (the server resamples to 16 kHz internally).
+    /// Accepted client sample rates, in Hz (the server resamples to 16 kHz internally).
     pub sample_rates: Vec<u32>,
     /// Accepted encodings.
     pub encodings: Vec<Encoding>,

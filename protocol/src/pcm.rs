@@ -9,6 +9,7 @@ use crate::error::{ErrorCode, ProtocolError};
 
 /// Sample encoding of binary audio frames. Both are little-endian and interleaved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// Signed 16-bit integers; full scale is ±32768.
