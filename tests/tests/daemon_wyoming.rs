@@ -432,6 +432,68 @@ fn malformed_input_gets_an_error_or_a_close_and_the_server_stays_healthy() {
     assert_eq!(c.event().unwrap()["type"], "transcript-stop");
     drop(c);
     assert_healthy(&harkd, addr);
+
+    // Prometheus counts the endpoint's connections and the errors by code.
+    let page = harkd.get("/metrics", &[]).body;
+    let metric =
+        |name: &str, labels: &str| hark_tests::http::metric(&page, name, labels).unwrap_or(0.0);
+    assert!(
+        metric("harkd_sessions_total", "endpoint=\"wyoming\"") >= 10.0,
+        "{page}"
+    );
+    for code in [
+        "bad_json",
+        "idle_timeout",
+        "message_too_large",
+        "frame_too_large",
+    ] {
+        assert!(
+            metric("harkd_errors_total", &format!("code=\"{code}\"")) >= 1.0,
+            "{code}: {page}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_delivers_the_open_transcript_then_closes() {
+    let (mut harkd, addr) = start(&[]);
+    let clip = Clip::fixture("numbers");
+    let mut c = Raw::connect(addr);
+    c.send("transcribe", json!({"language": "en"}), &[]);
+    c.send("audio-start", pcm16(), &[]);
+    for chunk in clip.s16le().chunks(3200) {
+        c.send("audio-chunk", pcm16(), chunk);
+    }
+    // Events are handled in order: once `pong` is back, all the audio is in the stream.
+    c.send("ping", json!({"text": "sync"}), &[]);
+    loop {
+        let e = c.event().expect("pong");
+        if e["type"] == "pong" {
+            break;
+        }
+    }
+    harkd.sigterm();
+    let mut kinds = Vec::new();
+    let mut text = String::new();
+    while let Some(e) = c.event() {
+        let kind = e["type"].as_str().unwrap().to_owned();
+        if kind == "transcript" {
+            text = e["data"]["text"].as_str().unwrap().to_owned();
+        }
+        if kind == "error" {
+            assert_eq!(e["data"]["code"], "shutting_down", "{e}");
+        }
+        kinds.push(kind);
+    }
+    assert_eq!(
+        kinds[kinds.len().saturating_sub(3)..],
+        ["transcript", "transcript-stop", "error"],
+        "{kinds:?}"
+    );
+    for w in words(&fixture_text("numbers")) {
+        assert!(words(&text).contains(&w), "`{w}` missing from {text:?}");
+    }
+    assert!(harkd.wait_exit(Duration::from_secs(30)).success());
 }
 
 #[test]
