@@ -73,6 +73,10 @@ pub async fn run(
     tokio::pin!(shutdown);
     let work = async {
         for chunk in samples.chunks(PUSH_CHUNK) {
+            if collect.deltas.as_ref().is_some_and(|tx| tx.is_closed()) {
+                // The streaming client went away: dropping the link aborts the stream.
+                return Err(ApiError::internal("the client went away"));
+            }
             if link.push(chunk).await.is_err() {
                 break;
             }

@@ -101,3 +101,64 @@ fn record(endpoint: &'static str, result: Result<Response, ApiError>) -> Respons
     metrics::counter!(HTTP_REQUESTS, "endpoint" => endpoint, "status" => status).increment(1);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::extract::State;
+    use axum::http::{HeaderValue, StatusCode, header};
+
+    async fn error_of(response: Response) -> (StatusCode, serde_json::Value) {
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Before the model is loaded: the token is checked first, then 503 with `Retry-After`.
+    #[tokio::test]
+    async fn token_then_model_loading() {
+        let state = Arc::new(AppState::new(
+            crate::Config::default(),
+            Some("s3cret".into()),
+            None,
+        ));
+        let uri: Uri = "/v1/audio/transcriptions".parse().unwrap();
+        let call = |auth: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(auth));
+            transcriptions::transcriptions(
+                State(state.clone()),
+                headers,
+                uri.clone(),
+                Body::empty(),
+            )
+        };
+        let (status, body) = error_of(call("Bearer wrong").await).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        let loading = call("Bearer s3cret").await;
+        assert_eq!(loading.headers()[header::RETRY_AFTER], "5");
+        let (status, body) = error_of(loading).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "model_loading");
+        assert_eq!(body["error"]["type"], "server_error");
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        let models = models::list(State(state.clone()), headers, "/v1/models".parse().unwrap());
+        let (status, body) = error_of(models.await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "model_loading");
+
+        state.begin_shutdown();
+        let (status, body) = error_of(call("Bearer s3cret").await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "shutting_down");
+    }
+}
