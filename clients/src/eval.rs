@@ -12,6 +12,7 @@ use hark_model::{BackendTask, GenerateOptions, SAMPLE_RATE, SpeechModel, Task, r
 use serde::{Deserialize, Serialize};
 
 use crate::model_args::ModelArgs;
+use crate::offline::transcribe_recording;
 use crate::transcribe::{finals_text, stream_file};
 
 #[derive(Debug, Clone, Args)]
@@ -22,9 +23,9 @@ pub struct EvalArgs {
     /// to the manifest's folder); `id` is optional.
     #[arg(long)]
     pub manifest: PathBuf,
-    /// Spoken language, as named in the instruction.
-    #[arg(long, default_value = "English")]
-    pub language: String,
+    /// Spoken language: a BCP 47 tag (en, pt-BR) or an English name (`hark languages`).
+    #[arg(long, default_value = "en", value_parser = crate::language::language)]
+    pub language: hark_model::language::Language,
     /// Streaming chunk size, ms (the engine runs with VAD and partials on, as in harkd).
     #[arg(long, default_value_t = 320, value_parser = clap::value_parser!(u32).range(1..=60_000))]
     pub stream_chunk_ms: u32,
@@ -194,7 +195,7 @@ fn evaluate<B: Backend>(
     entries: &[(String, PathBuf, String)],
 ) -> Result<Summary> {
     let task = Task::Transcribe {
-        language: args.language.clone(),
+        language: args.language.name.to_owned(),
     };
     let opts = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
@@ -213,8 +214,8 @@ fn evaluate<B: Backend>(
         let ref_words = normalise(reference);
 
         let started = Instant::now();
-        let offline = model
-            .transcribe(&samples, &task, &opts)
+        // Exactly what `hark transcribe` does with the file.
+        let offline = transcribe_recording(model, &samples, &task, &opts, true, |_| {})
             .with_context(|| format!("cannot transcribe {}", path.display()))?
             .text;
         summary.offline_seconds += started.elapsed().as_secs_f64();

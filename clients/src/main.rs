@@ -5,14 +5,19 @@ mod captions;
 mod devices;
 mod dictate;
 mod dump;
+mod duration;
 mod eval;
+mod exit;
 mod formats;
 mod input;
+mod language;
 mod live;
 mod meeting;
 mod model_args;
 mod model_cmd;
+mod offline;
 mod output;
+mod progress;
 mod remote;
 mod stream_bench;
 mod transcribe;
@@ -62,6 +67,8 @@ enum Command {
     Dictate(dictate::DictateArgs),
     /// Timestamped transcript of the microphone or of recordings, through harkd.
     Meeting(meeting::MeetingArgs),
+    /// List the languages --language accepts (BCP 47 tags and English names).
+    Languages(language::LanguagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +87,8 @@ fn main() -> ExitCode {
                 }),
         )
         .with_writer(std::io::stderr)
+        // Colour escapes only where a person sees them, not in redirected logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
@@ -91,12 +100,7 @@ fn main() -> ExitCode {
         Command::Devices(args) => devices::run(args),
         Command::Dictate(args) => dictate::run(args),
         Command::Meeting(args) => meeting::run(args),
+        Command::Languages(args) => language::run(args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::report(result)
 }

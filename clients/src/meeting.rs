@@ -36,8 +36,9 @@ pub struct MeetingArgs {
     /// Transcript format [default: from --output's extension, else md].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Spoken language as a BCP 47 tag (en, de, pt-BR); default: the server's.
-    #[arg(long)]
+    /// Spoken language: a BCP 47 tag (en, de, pt-BR) or an English name (`hark languages`);
+    /// default: the server's.
+    #[arg(long, value_parser = crate::language::tag)]
     pub language: Option<String>,
     /// Silence in ms that ends a segment; default: the server's.
     #[arg(long, value_name = "MS")]

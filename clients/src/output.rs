@@ -68,6 +68,8 @@ impl FileOutput {
                 let mut out = std::io::stdout().lock();
                 match self.format {
                     Format::Txt if self.several => writeln!(out, "{}: {text}", file.display())?,
+                    // No speech, no output: not even an empty line.
+                    Format::Txt if text.is_empty() => {}
                     Format::Txt => writeln!(out, "{text}")?,
                     Format::Json => {
                         serde_json::to_writer(&mut out, json)?;

@@ -1,16 +1,19 @@
 //! `hark transcribe`: audio files in, text out.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
+use hark_model::language::Language;
 use hark_model::{BackendTask, GenerateOptions, SAMPLE_RATE, Task, run_on};
 use serde::Serialize;
 
 use crate::formats::{Format, Segment, Transcript as Document};
 use crate::model_args::ModelArgs;
+use crate::offline::transcribe_recording;
 use crate::output::FileOutput;
+use crate::progress::Progress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TaskArg {
@@ -25,15 +28,17 @@ pub struct TranscribeArgs {
     /// Audio files (WAV, FLAC, MP3, Ogg…; any sample rate and channel count).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Spoken language, as named in the instruction (e.g. English, French).
-    #[arg(long, default_value = "English")]
-    pub language: String,
-    /// Transcribe, or transcribe then translate into --target-language.
-    #[arg(long, value_enum, default_value_t = TaskArg::Transcribe)]
-    pub task: TaskArg,
-    /// Language to translate into (with --task translate).
-    #[arg(long, required_if_eq("task", "translate"))]
-    pub target_language: Option<String>,
+    /// Spoken language: a BCP 47 tag (en, fr, pt-BR) or an English name (French); `hark
+    /// languages` lists them.
+    #[arg(long, default_value = "en", value_parser = crate::language::language)]
+    pub language: Language,
+    /// Transcribe, or transcribe then translate into --target-language [default: transcribe,
+    /// or translate when --target-language is given].
+    #[arg(long, value_enum)]
+    pub task: Option<TaskArg>,
+    /// Language to translate into (tag or name); implies --task translate.
+    #[arg(long, required_if_eq("task", "translate"), value_parser = crate::language::language)]
+    pub target_language: Option<Language>,
     /// Print one JSON object per file (text, token ids, spans, timings); same as
     /// --format json.
     #[arg(long, conflicts_with = "format")]
@@ -62,8 +67,10 @@ pub struct TranscribeArgs {
     /// With --stream-chunk-ms: pace the chunks at real time instead of as fast as possible.
     #[arg(long, requires = "stream_chunk_ms")]
     pub realtime: bool,
-    /// With --stream-chunk-ms: no voice-activity gating (the whole file is speech).
-    #[arg(long, requires = "stream_chunk_ms")]
+    /// No voice-activity gating: the whole file is speech, cut only at the model's span limit
+    /// (30 s). By default the file is cut into the speech segments the streaming engine's
+    /// gate finds, and silence or noise gives no text.
+    #[arg(long)]
     pub no_vad: bool,
 }
 
@@ -77,18 +84,25 @@ impl TranscribeArgs {
         }
     }
 
-    pub fn task(&self) -> Task {
-        match self.task {
-            TaskArg::Transcribe => Task::Transcribe {
-                language: self.language.clone(),
-            },
-            TaskArg::Translate => Task::Translate {
-                source: self.language.clone(),
-                target: self
-                    .target_language
-                    .clone()
-                    .unwrap_or_else(|| "English".into()),
-            },
+    /// The task the flags ask for: --target-language means translate, and contradicting it
+    /// with --task transcribe is an error rather than a flag silently ignored.
+    pub fn task(&self) -> Result<Task> {
+        match (self.task, &self.target_language) {
+            (Some(TaskArg::Transcribe), Some(target)) => bail!(
+                "--target-language {} asks for a translation, but --task is transcribe: drop \
+                 one of them",
+                target.tag
+            ),
+            (_, Some(target)) => Ok(Task::Translate {
+                source: self.language.name.to_owned(),
+                target: target.name.to_owned(),
+            }),
+            (Some(TaskArg::Translate), None) => {
+                bail!("--task translate needs --target-language")
+            }
+            (_, None) => Ok(Task::Transcribe {
+                language: self.language.name.to_owned(),
+            }),
         }
     }
 }
@@ -118,85 +132,98 @@ impl BackendTask for Job {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
         let model = args.model.load::<B>(args.model.backend()?, &device)?;
-        let task = args.task();
-        let opts = GenerateOptions {
-            max_new_tokens: args.max_new_tokens,
-        };
         let output = FileOutput::new(args.output_format(), args.out_dir.clone(), args.files.len())?;
         let model = std::sync::Arc::new(model);
-        for file in &args.files {
-            let samples = hark_audio_io::load_mono_16k(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            if let Some(chunk_ms) = args.stream_chunk_ms {
-                let cfg = hark_streaming::StreamConfig {
-                    task: task.clone(),
-                    vad: if args.no_vad {
-                        None
-                    } else {
-                        Some(Default::default())
-                    },
-                    // Only finals are printed: no partial is decoded.
-                    partials: false,
-                    max_new_tokens: args.max_new_tokens,
-                    ..Default::default()
-                };
-                let finals = stream_file(&model, cfg, &samples, chunk_ms, args.realtime)
-                    .with_context(|| format!("cannot transcribe {}", file.display()))?;
-                let text = finals_text(&finals);
-                let audio_seconds = samples.len() as f64 / SAMPLE_RATE as f64;
-                let segments: Vec<Segment> = finals
-                    .iter()
-                    .filter_map(|f| {
-                        let text = f.text.trim();
-                        (!text.is_empty()).then(|| Segment {
-                            id: f.segment_id,
-                            start: f.start,
-                            end: f.end,
-                            text: text.to_owned(),
-                        })
-                    })
-                    .collect();
-                let result = StreamedFile {
-                    file: file.display().to_string(),
-                    model: &model.name,
-                    audio_seconds,
-                    text: text.clone(),
-                    finals,
-                };
-                output.write(file, &text, &result, || {
-                    document(file, &model.name, audio_seconds, segments)
-                })?;
-                continue;
-            }
-            let transcript = model
-                .transcribe(&samples, &task, &opts)
-                .with_context(|| format!("cannot transcribe {}", file.display()))?;
-            let audio_seconds = samples.len() as f64 / SAMPLE_RATE as f64;
-            let text = transcript.text.clone();
-            let segments: Vec<Segment> = transcript
-                .spans
-                .iter()
-                .enumerate()
-                .filter(|(_, span)| !span.text.trim().is_empty())
-                .map(|(i, span)| Segment {
-                    id: i as u64,
-                    start: span.start_s,
-                    end: span.end_s,
-                    text: span.text.trim().to_owned(),
-                })
-                .collect();
-            let result = FileResult {
-                file: file.display().to_string(),
-                model: &model.name,
-                audio_seconds,
-                transcript,
-            };
-            output.write(file, &text, &result, || {
-                document(file, &model.name, audio_seconds, segments)
-            })?;
-        }
-        Ok(())
+        crate::exit::for_each_file(&args.files, |file| {
+            transcribe_file(&args, &model, file, &output)
+        })
     }
+}
+
+/// One file, offline or through the streaming engine, written to `output`.
+fn transcribe_file<B: Backend>(
+    args: &TranscribeArgs,
+    model: &std::sync::Arc<hark_model::SpeechModel<B>>,
+    file: &Path,
+    output: &FileOutput,
+) -> Result<()> {
+    let samples = hark_audio_io::load_mono_16k(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if samples.is_empty() {
+        bail!("{} holds no audio", file.display());
+    }
+    let audio_seconds = samples.len() as f64 / SAMPLE_RATE as f64;
+    let task = args.task()?;
+    if let Some(chunk_ms) = args.stream_chunk_ms {
+        let cfg = hark_streaming::StreamConfig {
+            task,
+            vad: if args.no_vad {
+                None
+            } else {
+                Some(Default::default())
+            },
+            // Only finals are printed: no partial is decoded.
+            partials: false,
+            max_new_tokens: args.max_new_tokens,
+            ..Default::default()
+        };
+        let finals = stream_file(model, cfg, &samples, chunk_ms, args.realtime)
+            .with_context(|| format!("cannot transcribe {}", file.display()))?;
+        let text = finals_text(&finals);
+        let segments: Vec<Segment> = finals
+            .iter()
+            .filter_map(|f| {
+                let text = f.text.trim();
+                (!text.is_empty()).then(|| Segment {
+                    id: f.segment_id,
+                    start: f.start,
+                    end: f.end,
+                    text: text.to_owned(),
+                })
+            })
+            .collect();
+        let result = StreamedFile {
+            file: file.display().to_string(),
+            model: &model.name,
+            audio_seconds,
+            text: text.clone(),
+            finals,
+        };
+        return output.write(file, &text, &result, || {
+            document(file, &model.name, audio_seconds, segments)
+        });
+    }
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+    };
+    let mut progress = Progress::new(file.display().to_string(), audio_seconds);
+    let transcript = transcribe_recording(model, &samples, &task, &opts, !args.no_vad, |done_s| {
+        progress.update(done_s)
+    })
+    .with_context(|| format!("cannot transcribe {}", file.display()))?;
+    progress.finish();
+    let text = transcript.text.clone();
+    let segments: Vec<Segment> = transcript
+        .spans
+        .iter()
+        .filter(|span| !span.text.trim().is_empty())
+        .enumerate()
+        .map(|(i, span)| Segment {
+            id: i as u64,
+            start: span.start_s,
+            end: span.end_s,
+            text: span.text.trim().to_owned(),
+        })
+        .collect();
+    let result = FileResult {
+        file: file.display().to_string(),
+        model: &model.name,
+        audio_seconds,
+        transcript,
+    };
+    output.write(file, &text, &result, || {
+        document(file, &model.name, audio_seconds, segments)
+    })
 }
 
 /// A whole-file document (subtitles, Markdown) of timed segments.
@@ -254,16 +281,14 @@ pub fn finals_text(finals: &[hark_streaming::Final]) -> String {
 }
 
 pub fn run(args: TranscribeArgs) -> Result<()> {
+    // Contradicting task flags are refused before any model loads.
+    args.task()?;
     if let Some(server) = &args.server {
-        let translate_to = match args.task {
-            TaskArg::Translate => args.target_language.as_deref(),
-            TaskArg::Transcribe => None,
-        };
         return crate::transcribe_remote::run(crate::transcribe_remote::RemoteJob {
             server,
             token: args.token.clone(),
-            language: &args.language,
-            translate_to,
+            language: &args.language.tag,
+            translate_to: args.target_language.as_ref().map(|t| t.tag.as_str()),
             files: &args.files,
             output: FileOutput::new(args.output_format(), args.out_dir.clone(), args.files.len())?,
         });

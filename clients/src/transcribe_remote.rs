@@ -12,7 +12,7 @@ use crate::formats::{Segment, Transcript, join_text};
 use crate::input::{AudioInput, InputArgs};
 use crate::live;
 use crate::output::FileOutput;
-use crate::remote::{Endpoint, SessionEvent, SessionOptions, language_tag, run_session, seconds};
+use crate::remote::{Endpoint, SessionEvent, SessionOptions, run_session, seconds};
 
 /// One file's result in JSON.
 #[derive(Serialize)]
@@ -31,9 +31,9 @@ pub struct RemoteJob<'a> {
     pub server: &'a str,
     /// Bearer token.
     pub token: Option<String>,
-    /// Spoken language (a name such as English, or a BCP 47 tag).
+    /// Spoken language, BCP 47 tag.
     pub language: &'a str,
-    /// Translate into this language (name or tag) instead of transcribing.
+    /// Translate into this language (BCP 47 tag) instead of transcribing.
     pub translate_to: Option<&'a str>,
     /// The files.
     pub files: &'a [std::path::PathBuf],
@@ -41,32 +41,22 @@ pub struct RemoteJob<'a> {
     pub output: FileOutput,
 }
 
-fn tag(flag: &str, language: &str) -> Result<String> {
-    language_tag(language).with_context(|| {
-        format!(
-            "{flag} {language:?}: with --server, name the language with a BCP 47 tag such as \
-             en, fr or pt-BR"
-        )
-    })
-}
-
 /// Transcribes every file through harkd, writing each result as it completes.
 pub fn run(job: RemoteJob<'_>) -> Result<()> {
     let endpoint = Endpoint::new(job.server, job.token.clone())?;
     let mut opts = SessionOptions::new("transcribe");
-    opts.language = Some(tag("--language", job.language)?);
+    opts.language = Some(job.language.to_owned());
     if let Some(target) = job.translate_to {
         opts.task = Task::Translate;
-        opts.target_language = Some(tag("--target-language", target)?);
+        opts.target_language = Some(target.to_owned());
     }
     // Only finals are printed: no partial needs decoding.
     opts.partials = false;
     let rt = live::runtime()?;
-    for file in job.files {
+    crate::exit::for_each_file(job.files, |file| {
         rt.block_on(transcribe_file(&endpoint, &opts, file, &job.output))
-            .with_context(|| format!("cannot transcribe {}", file.display()))?;
-    }
-    Ok(())
+            .with_context(|| format!("cannot transcribe {}", file.display()))
+    })
 }
 
 async fn transcribe_file(

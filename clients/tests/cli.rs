@@ -22,7 +22,15 @@ fn golden_ids(model: &str, clip: &str) -> Vec<u32> {
 fn transcribe_json_reports_the_reference_greedy_ids() {
     let (stdout, _) = run_ok(
         hark()
-            .args(["transcribe", "--json", "--max-new-tokens", "12", "--model"])
+            // The references are of whole clips: no voice-activity gating.
+            .args([
+                "transcribe",
+                "--json",
+                "--no-vad",
+                "--max-new-tokens",
+                "12",
+                "--model",
+            ])
             .arg(repo().join("tests/fixtures/models/e2b-shaped"))
             .arg(repo().join("tests/fixtures/audio/fox.wav"))
             .arg(repo().join("tests/fixtures/audio/lights.wav")),
@@ -178,7 +186,13 @@ fn streamed_transcription_without_vad_equals_offline() {
             .collect();
         let (offline, _) = run_ok(
             hark()
-                .args(["transcribe", "--max-new-tokens", "12", "--model"])
+                .args([
+                    "transcribe",
+                    "--no-vad",
+                    "--max-new-tokens",
+                    "12",
+                    "--model",
+                ])
                 .arg(&model)
                 .args(&files),
         );

@@ -41,11 +41,12 @@ pub struct CaptionsArgs {
     pub server: ServerArgs,
     #[command(flatten)]
     pub input: InputArgs,
-    /// Spoken language as a BCP 47 tag (en, de, pt-BR); default: the server's.
-    #[arg(long)]
+    /// Spoken language: a BCP 47 tag (en, de, pt-BR) or an English name (`hark languages`);
+    /// default: the server's.
+    #[arg(long, value_parser = crate::language::tag)]
     pub language: Option<String>,
-    /// Caption in this language (BCP 47 tag) instead of the spoken one.
-    #[arg(long, value_name = "LANG")]
+    /// Caption in this language (BCP 47 tag or English name) instead of the spoken one.
+    #[arg(long, value_name = "LANG", value_parser = crate::language::tag)]
     pub translate_to: Option<String>,
     /// Live lines kept on screen under the finished ones.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]

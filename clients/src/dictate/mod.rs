@@ -59,8 +59,9 @@ pub struct DictateArgs {
     /// Type each utterance when it is finished instead of word by word as it is committed.
     #[arg(long)]
     pub finals_only: bool,
-    /// Spoken language as a BCP 47 tag (en, de, pt-BR); default: the server's.
-    #[arg(long)]
+    /// Spoken language: a BCP 47 tag (en, de, pt-BR) or an English name (`hark languages`);
+    /// default: the server's.
+    #[arg(long, value_parser = crate::language::tag)]
     pub language: Option<String>,
     /// Continuous mode: silence in ms that ends an utterance; default: the server's.
     #[arg(long, value_name = "MS")]

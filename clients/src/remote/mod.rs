@@ -402,49 +402,6 @@ async fn read_loop(
     let _ = tx.send(Incoming::Ended(reason));
 }
 
-/// BCP 47 tag for a language given by its English name (as `hark transcribe` takes it
-/// in-process), or the tag itself.
-pub fn language_tag(language: &str) -> Option<String> {
-    const NAMES: &[(&str, &str)] = &[
-        ("arabic", "ar"),
-        ("chinese", "zh"),
-        ("czech", "cs"),
-        ("danish", "da"),
-        ("dutch", "nl"),
-        ("english", "en"),
-        ("finnish", "fi"),
-        ("french", "fr"),
-        ("german", "de"),
-        ("greek", "el"),
-        ("hebrew", "he"),
-        ("hindi", "hi"),
-        ("hungarian", "hu"),
-        ("indonesian", "id"),
-        ("italian", "it"),
-        ("japanese", "ja"),
-        ("korean", "ko"),
-        ("norwegian", "no"),
-        ("polish", "pl"),
-        ("portuguese", "pt"),
-        ("romanian", "ro"),
-        ("russian", "ru"),
-        ("spanish", "es"),
-        ("swedish", "sv"),
-        ("thai", "th"),
-        ("turkish", "tr"),
-        ("ukrainian", "uk"),
-        ("vietnamese", "vi"),
-    ];
-    if hark_protocol::check_language(language, "language").is_ok() {
-        return Some(language.to_owned());
-    }
-    let lower = language.to_ascii_lowercase();
-    NAMES
-        .iter()
-        .find(|(name, _)| *name == lower)
-        .map(|(_, tag)| (*tag).to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,13 +428,6 @@ mod tests {
                 .token
                 .is_none()
         );
-    }
-
-    #[test]
-    fn language_names_and_tags() {
-        assert_eq!(language_tag("English").as_deref(), Some("en"));
-        assert_eq!(language_tag("pt-BR").as_deref(), Some("pt-BR"));
-        assert_eq!(language_tag("Klingon"), None);
     }
 
     #[tokio::test]

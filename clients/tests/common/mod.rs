@@ -238,7 +238,12 @@ pub fn speech_with_gaps(dir: &Path, clips: &[&str], gap_s: f64) -> (PathBuf, u64
         samples.extend(hark_audio_io_load(&clip(c)));
         samples.extend(&gap);
     }
-    let path = dir.join(format!("{}.wav", clips.join("-")));
+    let name = match clips.join("-") {
+        // File names have a length limit.
+        joined if joined.len() > 100 => format!("{}-clips.wav", clips.len()),
+        joined => format!("{joined}.wav"),
+    };
+    let path = dir.join(name);
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 16_000,
