@@ -7,6 +7,13 @@
 //! pass as the suffix (greedy speculative check), and only the tokens after the first
 //! disagreement are decoded one by one, so an update costs one batched pass plus the changed
 //! tail rather than re-decoding the whole transcript.
+//!
+//! Finals do not depend on how the audio arrived. The encoder and the cache appends run on a
+//! fixed grid of [`GRID_FRAMES`] mel frames, whatever the sizes of the pushes, so every tensor
+//! shape (hence every rounding) on the way to the audio cache is a function of the audio
+//! alone; and [`SegmentDecoder::final_hypothesis`] decodes greedily from that cache one token
+//! at a time, with no draft and no forced prefix (partials, which depend on pacing, leave no
+//! trace in it: their rows are truncated away).
 
 use std::sync::Arc;
 
@@ -18,6 +25,10 @@ use hark_model::features::MelExtractor;
 use hark_model::prompt::Prompt;
 
 use crate::batcher::{BatchClient, Phase};
+
+/// Mel frames (10 ms each) the encoder takes per step: 4 audio tokens. The last step of a
+/// segment takes what is left.
+pub const GRID_FRAMES: usize = 16;
 
 /// How a segment runs its decoder passes.
 pub enum DecoderExec<B: Backend> {
@@ -72,6 +83,7 @@ pub struct SegmentDecoder<B: Backend> {
     model: Arc<SpeechModel<B>>,
     parts: Arc<PromptParts>,
     mel: MelExtractor,
+    /// Mel frames not yet given to the encoder (less than one grid step after a push).
     frames: Vec<f32>,
     encoder: EncoderState<B>,
     cache: DecoderCache<B>,
@@ -159,18 +171,31 @@ impl<B: Backend> SegmentDecoder<B> {
     /// Feed samples; returns the number of audio tokens that became final and were appended.
     pub fn push_audio(&mut self, samples: &[f32]) -> usize {
         self.samples += samples.len();
-        self.frames.clear();
         self.mel.push(samples, &mut self.frames);
-        if self.frames.is_empty() {
+        let step = GRID_FRAMES * self.model.mel.n_mels;
+        let whole = self.frames.len() / step * step;
+        if whole == 0 {
             return 0;
         }
-        let embeds = self.model.encoder.push(&mut self.encoder, &self.frames);
-        self.append(embeds)
+        let ready: Vec<f32> = self.frames.drain(..whole).collect();
+        ready.chunks(step).map(|block| self.encode(block)).sum()
     }
 
-    /// End of the segment's audio: the encoder's last tokens, computed as offline.
+    /// End of the segment's audio: the frames left over from the grid, then the encoder's
+    /// last tokens, computed as offline.
     pub fn finish_audio(&mut self) -> usize {
+        let rest = std::mem::take(&mut self.frames);
+        let mut appended = 0;
+        if !rest.is_empty() {
+            appended += self.encode(&rest);
+        }
         let embeds = self.model.encoder.finish(&mut self.encoder);
+        appended + self.append(embeds)
+    }
+
+    /// One encoder step and the cache append of the tokens it finalised.
+    fn encode(&mut self, frames: &[f32]) -> usize {
+        let embeds = self.model.encoder.push(&mut self.encoder, frames);
         self.append(embeds)
     }
 
@@ -184,6 +209,14 @@ impl<B: Backend> SegmentDecoder<B> {
         self.forward(embeds, &vec![pad; n], Logits::None);
         self.audio_tokens += n;
         n
+    }
+
+    /// The final hypothesis over the audio so far: greedy from the audio cache, one token per
+    /// pass, neither draft nor forced prefix, so it depends on the audio alone.
+    pub fn final_hypothesis(&mut self) -> Hypothesis {
+        self.draft.clear();
+        self.draft_stopped = false;
+        self.hypothesis(&[])
     }
 
     /// Decode a hypothesis over the audio so far. `forced` tokens (the committed prefix) are

@@ -326,7 +326,7 @@ impl<B: Backend> Stream<B> {
         }));
     }
 
-    /// Close the open segment with a final hypothesis over all its audio.
+    /// Close the open segment with the final hypothesis over all its audio.
     fn finalize(&mut self, reason: FinalReason, end: Option<u64>, out: &mut Vec<Event>) {
         let Some(mut seg) = self.segment.take() else {
             return;
@@ -346,7 +346,9 @@ impl<B: Backend> Stream<B> {
         let (tokens, text) = if seg.decoder.audio_tokens() == 0 {
             (Vec::new(), String::new())
         } else {
-            let hyp = seg.decoder.hypothesis(seg.commit.committed());
+            // From the audio alone: the committed prefix of the partials is not forced, so
+            // pacing and load (which decide what the partials committed) cannot change it.
+            let hyp = seg.decoder.final_hypothesis();
             let text = self.model.decode_text(&hyp.tokens).unwrap_or_default();
             (hyp.tokens, text)
         };
