@@ -186,7 +186,8 @@ impl Default for Config {
 /// harkd: Hark's streaming transcription daemon.
 ///
 /// Serves the native protocol at /v1/listen, OpenAI Realtime transcription sessions at
-/// /v1/realtime, /healthz, /metrics and the captions page at /captions, all on one port.
+/// /v1/realtime, the OpenAI audio HTTP API at /v1/audio/transcriptions, /v1/audio/translations
+/// and /v1/models, /healthz, /metrics and the captions page at /captions, all on one port.
 /// Every setting is a config file key, a flag and a HARKD_<NAME> variable; flags beat
 /// variables, variables beat the file, the file beats the defaults.
 #[derive(Debug, Clone, Default, Parser)]

@@ -1,7 +1,9 @@
 //! `harkd`, Hark's streaming transcription daemon.
 //!
 //! One port serves the native protocol v1 (`/v1/listen`), OpenAI Realtime transcription
-//! sessions (`/v1/realtime`), `/healthz`, `/metrics` and the captions page. The model is loaded
+//! sessions (`/v1/realtime`), the OpenAI audio HTTP API ([`http`]: file uploads to
+//! `/v1/audio/transcriptions`, run as streams like the sessions'), `/healthz`, `/metrics` and
+//! the captions page. The model is loaded
 //! once; the streaming engine ([`hark_streaming::engine`], named [`scheduler`] here) runs all
 //! model work on its worker threads; every WebSocket is a
 //! [`session`] task that only converts audio and translates events.
