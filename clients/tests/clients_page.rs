@@ -9,6 +9,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -41,6 +43,23 @@ fn serve_file(path: &Path) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A port that counts the connections made to it (and closes them): a server the page must
+/// not reach unless the user agreed.
+fn counting_port() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stream.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (addr, count)
 }
 
 fn chromium_binary() -> PathBuf {
@@ -146,6 +165,26 @@ impl Page {
             )
             .await;
         page.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
+        page
+    }
+
+    /// Open `url` with `getUserMedia` counted in `window.harkMicOpened` (installed before
+    /// the page's own script runs).
+    async fn open_counting_microphone(browser: &Browser, url: &str) -> Page {
+        let mut page = Page::open(browser, "about:blank").await;
+        let counter = "(() => {\n\
+            window.harkMicOpened = 0;\n\
+            const media = navigator.mediaDevices;\n\
+            const getUserMedia = media.getUserMedia.bind(media);\n\
+            media.getUserMedia = (c) => { window.harkMicOpened++; return getUserMedia(c); };\n\
+            })();";
+        page.call("Page.enable", json!({})).await;
+        page.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": counter }),
+        )
+        .await;
+        page.call("Page.navigate", json!({ "url": url })).await;
         page
     }
 
@@ -301,9 +340,96 @@ async fn the_captions_page_streams_a_url_and_a_microphone() {
         &format!("{base}?server={down}&src=http://{audio}/speech.wav"),
     )
     .await;
+    // Another server: only once the user agrees.
+    page.wait_state(&["confirm"], Duration::from_secs(30)).await;
+    page.eval("document.getElementById('confirm-send').click()")
+        .await;
     let (_, status, _) = page.wait_state(&["error"], Duration::from_secs(30)).await;
     assert!(
         status.contains("Cannot reach harkd") && status.contains(&down),
         "{status}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_captions_page_asks_before_sending_audio_to_another_server() {
+    let daemon = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (speech, _) = speech_with_gaps(dir.path(), &["coffee.wav"], 0.5);
+    let browser = Browser::launch(&speech);
+    let (other, reached) = counting_port();
+    let other_url = format!("ws://{other}");
+    let link = format!(
+        "http://{}/captions?server={other_url}&autostart=1",
+        daemon.addr
+    );
+
+    // A link naming another server and asking for the microphone at once: the page asks,
+    // names the server, and neither opens the microphone nor connects meanwhile.
+    let mut page = Page::open_counting_microphone(&browser, &link).await;
+    let (state, status, _) = page
+        .wait_state(
+            &["confirm", "connecting", "listening", "error"],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(state, "confirm", "{status}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dialog = page
+        .eval(
+            "({state: document.body.dataset.state, \
+               shown: !document.getElementById('confirm').hidden \
+                 && document.getElementById('confirm').getBoundingClientRect().height > 0, \
+               text: document.getElementById('confirm-text').textContent, \
+               button: document.getElementById('confirm-send').textContent, \
+               mic: window.harkMicOpened})",
+        )
+        .await;
+    assert_eq!(dialog["state"], "confirm", "{dialog}");
+    assert_eq!(dialog["shown"], true, "{dialog}");
+    let named = other.to_string();
+    assert!(
+        dialog["text"].as_str().unwrap().contains(&named),
+        "{dialog}"
+    );
+    assert!(
+        dialog["button"].as_str().unwrap().contains(&named),
+        "{dialog}"
+    );
+    assert_eq!(
+        dialog["mic"], 0,
+        "the microphone opened before the user agreed"
+    );
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the page reached the other server"
+    );
+    page.screenshot("captions-page-confirm.png").await;
+
+    // Declining keeps the audio with the page's own server.
+    page.eval("document.getElementById('confirm-local').click()")
+        .await;
+    let (state, status, _) = page
+        .wait_state(&["listening", "error"], Duration::from_secs(30))
+        .await;
+    assert_eq!(state, "listening", "{status}");
+    assert_eq!(page.eval("window.harkMicOpened").await, 1);
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the page reached the other server"
+    );
+    page.eval("document.getElementById('stop').click()").await;
+    page.wait_state(&["done", "error"], Duration::from_secs(30))
+        .await;
+
+    // Agreeing sends it there.
+    let mut page = Page::open_counting_microphone(&browser, &link).await;
+    page.wait_state(&["confirm"], Duration::from_secs(30)).await;
+    page.eval("document.getElementById('confirm-send').click()")
+        .await;
+    let (_, status, _) = page.wait_state(&["error"], Duration::from_secs(30)).await;
+    assert!(status.contains(&other_url), "{status}");
+    assert!(reached.load(Ordering::SeqCst) >= 1);
 }
