@@ -4,8 +4,12 @@
 //! streaming a clip looped to `--seconds` at real time in 100 ms frames with partials on. A
 //! round is sustained when the p95 of the lag the server reports in every partial and final
 //! (`lag_s`: received audio not yet processed) stays within `--lag-bound`, the p95 final
-//! latency within `--final-latency-bound`, and every session got its finals. N doubles until a round fails, then the gap is bisected. The first round
-//! (one stream) is the reference the other rounds' final latencies are printed against.
+//! latency within `--final-latency-bound`, and every session got its finals. N doubles until a
+//! round fails, then the gap is bisected. The first round (one stream) is the reference the
+//! other rounds' final latencies are printed against. Each round also measures the time from
+//! the clip's speech onset (its first loud sample, as sent at real time) to the session's first
+//! partial with text. `--out FILE` writes every round and a summary (with the rounds at 1, 8
+//! and the sustained N) as one JSON object.
 //!
 //!     cargo build --release -p hark-daemon -p hark-tests
 //!     target/release/hark-loadbench                         # fixture model, this CPU
@@ -54,7 +58,13 @@ struct Args {
     /// One JSON object per round, then a summary object.
     #[arg(long)]
     json: bool,
+    /// Write every round and the summary to this file as one JSON object.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
+
+/// A sample this loud (of full scale) marks the speech onset.
+const ONSET_LEVEL: f32 = 0.02;
 
 /// What one round measured.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,8 +74,19 @@ struct Round {
     /// p95 and max of `lag_s` over every partial and final of every session.
     lag_p95_s: f64,
     lag_max_s: f64,
-    /// p95 of the finals' `emit_latency_s`.
+    /// p50 and p95 of the finals' `emit_latency_s`.
+    final_latency_p50_s: f64,
     final_latency_p95_s: f64,
+    /// p50 and p95 over sessions of speech onset → first partial with text (wall clock).
+    first_partial_p50_s: f64,
+    first_partial_p95_s: f64,
+    /// Sessions that got no partial with text (a random-weight `synthetic:` model decodes to
+    /// ids its word-level vocabulary has no text for, so only the next figure applies there).
+    sessions_without_partial: usize,
+    /// p50 and p95 of speech onset → first partial of any text, empty included: the first
+    /// hypothesis the server sent.
+    first_hypothesis_p50_s: f64,
+    first_hypothesis_p95_s: f64,
     /// Sessions that got no final or an error.
     failed_sessions: usize,
     wall_s: f64,
@@ -87,28 +108,65 @@ fn looped(clip: &Clip, seconds: f64) -> Clip {
     out
 }
 
+/// Seconds from the clip's start to its first sample at [`ONSET_LEVEL`].
+fn onset_s(clip: &Clip) -> f64 {
+    let first = clip
+        .samples
+        .iter()
+        .position(|s| s.abs() >= ONSET_LEVEL)
+        .unwrap_or(0);
+    (first / usize::from(clip.channels)) as f64 / f64::from(clip.rate)
+}
+
+/// Wall time from the speech onset (sent at real time from `sent_at`) to the first partial,
+/// with text only when `with_text`.
+fn first_partial_s(
+    t: &native::Transcript,
+    sent_at: Instant,
+    onset_s: f64,
+    with_text: bool,
+) -> Option<f64> {
+    let onset = sent_at + Duration::from_secs_f64(onset_s);
+    t.messages.iter().find_map(|(at, m)| match m {
+        ServerMessage::Partial(p)
+            if !with_text || !(p.committed.is_empty() && p.tentative.is_empty()) =>
+        {
+            Some(at.saturating_duration_since(onset).as_secs_f64())
+        }
+        _ => None,
+    })
+}
+
 async fn round(url: &str, clip: &Clip, streams: usize, bounds: (f64, f64)) -> Round {
     let started = Instant::now();
+    let onset = onset_s(clip);
     let sessions: Vec<_> = (0..streams)
         .map(|_| {
             let (url, clip) = (url.to_owned(), clip.clone());
             tokio::spawn(async move {
                 let mut c = Client::connect(&url).await;
                 c.start(&native::start(clip.rate, clip.channels)).await;
-                c.send_clip(&clip, 100, Pace::Realtime(1.0)).await;
-                c.close_and_collect().await
+                let sent_at = c.send_clip(&clip, 100, Pace::Realtime(1.0)).await;
+                (sent_at, c.close_and_collect().await)
             })
         })
         .collect();
     let (mut lags, mut latencies, mut failed) = (Vec::new(), Vec::new(), 0);
+    let (mut first_partials, mut first_hypotheses, mut without_partial) =
+        (Vec::new(), Vec::new(), 0);
     for s in sessions {
-        let Ok(t) = s.await else {
+        let Ok((sent_at, t)) = s.await else {
             failed += 1;
             continue;
         };
         if t.finals().is_empty() || !t.errors().is_empty() {
             failed += 1;
         }
+        match first_partial_s(&t, sent_at, onset, true) {
+            Some(s) => first_partials.push(s),
+            None => without_partial += 1,
+        }
+        first_hypotheses.extend(first_partial_s(&t, sent_at, onset, false));
         for (_, m) in &t.messages {
             match m {
                 ServerMessage::Partial(p) => lags.push(p.lag_s),
@@ -121,13 +179,20 @@ async fn round(url: &str, clip: &Clip, streams: usize, bounds: (f64, f64)) -> Ro
         }
     }
     let lag_p95_s = percentile(lags.clone(), 0.95);
+    let final_latency_p50_s = percentile(latencies.clone(), 0.5);
     let final_latency_p95_s = percentile(latencies, 0.95);
     Round {
         streams,
         sustained: failed == 0 && lag_p95_s <= bounds.0 && final_latency_p95_s <= bounds.1,
         lag_p95_s,
         lag_max_s: lags.iter().copied().fold(0.0, f64::max),
+        final_latency_p50_s,
         final_latency_p95_s,
+        first_partial_p50_s: percentile(first_partials.clone(), 0.5),
+        first_partial_p95_s: percentile(first_partials, 0.95),
+        sessions_without_partial: without_partial,
+        first_hypothesis_p50_s: percentile(first_hypotheses.clone(), 0.5),
+        first_hypothesis_p95_s: percentile(first_hypotheses, 0.95),
         failed_sessions: failed,
         wall_s: started.elapsed().as_secs_f64(),
     }
@@ -157,7 +222,10 @@ async fn main() -> Result<()> {
                 (args.max_streams + 1).to_string(),
             ]);
             if let Some(model) = &args.model {
-                builder = builder.args(["--model".to_owned(), model.clone()]);
+                // In place of the fixture model the builder names by default.
+                builder = builder
+                    .embedded_model()
+                    .args(["--model".to_owned(), model.clone()]);
             }
             let harkd = builder.args(args.harkd_args.clone()).start();
             let url = harkd.ws_url("/v1/listen");
@@ -182,11 +250,13 @@ async fn main() -> Result<()> {
                 })
                 .unwrap_or_else(|| "  ref".into());
             println!(
-                "{:>4} streams  p95 lag {:6.3} s  max lag {:6.3} s  p95 final latency {:6.3} s ({ratio} of 1 stream)  failed {}  {}",
+                "{:>4} streams  p95 lag {:6.3} s  max lag {:6.3} s  p95 final latency {:6.3} s ({ratio} of 1 stream)  p95 onset→partial {:6.3} s (any text: {:6.3} s)  failed {}  {}",
                 r.streams,
                 r.lag_p95_s,
                 r.lag_max_s,
                 r.final_latency_p95_s,
+                r.first_partial_p95_s,
+                r.first_hypothesis_p95_s,
                 r.failed_sessions,
                 if r.sustained {
                     "sustained"
@@ -221,14 +291,25 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let at = |n: usize| rounds.iter().rev().find(|r| r.streams == n);
     let summary = serde_json::json!({
         "url": url,
         "clip_seconds": args.seconds,
+        "speech_onset_s": onset_s(&clip),
         "lag_bound_s": args.lag_bound,
         "final_latency_bound_s": args.final_latency_bound,
+        "max_streams": args.max_streams,
         "sustained_streams": good,
         "first_failing_streams": bad,
+        "at_1_stream": at(1),
+        "at_8_streams": at(8),
+        "at_sustained": at(good),
     });
+    if let Some(path) = &args.out {
+        let report = serde_json::json!({ "summary": &summary, "rounds": &rounds });
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if args.json {
         println!("{summary}");
     } else {
