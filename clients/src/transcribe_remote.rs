@@ -52,6 +52,8 @@ pub fn run(job: RemoteJob<'_>) -> Result<()> {
     }
     // Only finals are printed: no partial needs decoding.
     opts.partials = false;
+    // Files go faster than real time: the daemon must not call that lagging.
+    opts.source = hark_protocol::AudioSource::File;
     let rt = live::runtime()?;
     crate::exit::for_each_file(job.files, |file| {
         rt.block_on(transcribe_file(&endpoint, &opts, file, &job.output))

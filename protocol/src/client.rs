@@ -75,6 +75,27 @@ pub struct Start {
     /// Continue an earlier session instead of opening a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
+    /// What the audio is: `live` (the default) or a `file` sent faster than real time, for
+    /// which the server has no real-time lag to warn about.
+    #[serde(default, skip_serializing_if = "AudioSource::is_live")]
+    pub source: AudioSource,
+}
+
+/// Where a session's audio comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioSource {
+    /// Captured as it happens: a backlog means the server is behind real time.
+    #[default]
+    Live,
+    /// A recording sent as fast as the server takes it: a backlog is expected.
+    File,
+}
+
+impl AudioSource {
+    pub fn is_live(&self) -> bool {
+        *self == AudioSource::Live
+    }
 }
 
 impl Start {
@@ -92,6 +113,7 @@ impl Start {
             endpointing_ms: None,
             label: None,
             resume: None,
+            source: AudioSource::Live,
         }
     }
 }

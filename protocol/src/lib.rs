@@ -43,7 +43,9 @@ pub mod openai;
 mod pcm;
 mod server;
 
-pub use client::{ClientMessage, Flush, MAX_CONTROL_BYTES, Resume, Start, Task, parse_client_text};
+pub use client::{
+    AudioSource, ClientMessage, Flush, MAX_CONTROL_BYTES, Resume, Start, Task, parse_client_text,
+};
 pub use error::{ErrorCode, Fatality, ProtocolError};
 pub use limits::{
     DEFAULT_ENDPOINTING_MS, Limits, MAX_ENDPOINTING_MS, MAX_LABEL_BYTES, MAX_LANGUAGE_BYTES,

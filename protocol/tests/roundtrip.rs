@@ -6,9 +6,9 @@ use hark_protocol::openai::{
     TranscriptionConfig, TurnDetection, TurnDetectionType, Usage,
 };
 use hark_protocol::{
-    ClientMessage, CloseReason, Closed, Encoding, ErrorCode, ErrorMessage, Final, Flush, Flushed,
-    Limits, Partial, Ready, Resume, ServerMessage, SpeechStarted, SpeechStopped, Start, Task,
-    parse_client_text, parse_server_text,
+    AudioSource, ClientMessage, CloseReason, Closed, Encoding, ErrorCode, ErrorMessage, Final,
+    Flush, Flushed, Limits, Partial, Ready, Resume, ServerMessage, SpeechStarted, SpeechStopped,
+    Start, Task, parse_client_text, parse_server_text,
 };
 
 fn server_messages() -> Vec<ServerMessage> {
@@ -119,6 +119,7 @@ fn client_messages_round_trip() {
             session_id: "s-9".into(),
             last_final_segment_id: Some(12),
         }),
+        source: AudioSource::File,
     };
     let messages = [
         ClientMessage::Start(full),

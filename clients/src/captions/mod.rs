@@ -193,6 +193,10 @@ pub fn run(args: CaptionsArgs) -> Result<()> {
         opts.target_language = Some(target.clone());
     }
     opts.endpointing_ms = args.endpointing_ms;
+    if args.input.fast {
+        // A file sent faster than real time: the daemon must not call that lagging.
+        opts.source = hark_protocol::AudioSource::File;
+    }
 
     let input = AudioInput::start(&args.input, live::frame_for(args.input.fast))?;
     eprintln!(

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use hark_protocol::{
-    ClientMessage, Encoding, ErrorCode, ErrorMessage, Final, Flush, Flushed, Partial, Ready,
-    Resume, ServerMessage, Start, Task,
+    AudioSource, ClientMessage, Encoding, ErrorCode, ErrorMessage, Final, Flush, Flushed, Partial,
+    Ready, Resume, ServerMessage, Start, Task,
 };
 use tokio::sync::mpsc;
 
@@ -50,6 +50,8 @@ pub struct SessionOptions {
     pub endpointing_ms: Option<u32>,
     /// How long to keep trying to reconnect after the connection drops; zero: give up at once.
     pub reconnect_for: Duration,
+    /// `File` when the audio is a recording sent faster than real time (no lag warnings).
+    pub source: AudioSource,
 }
 
 impl SessionOptions {
@@ -64,6 +66,7 @@ impl SessionOptions {
             partials: true,
             endpointing_ms: None,
             reconnect_for: Duration::from_secs(60),
+            source: AudioSource::Live,
         }
     }
 
@@ -76,6 +79,7 @@ impl SessionOptions {
         start.endpointing_ms = self.endpointing_ms;
         start.label = Some(self.label.clone());
         start.resume = resume;
+        start.source = self.source;
         start
     }
 }

@@ -10,8 +10,8 @@ use futures_util::stream::SplitStream;
 use hark_audio_io::StreamConverter;
 use hark_model::Task;
 use hark_protocol::{
-    ClientMessage, CloseReason, Closed, ErrorCode, ErrorMessage, Final, Flushed, Partial,
-    ProtocolError, Ready, ServerMessage, SpeechStarted, SpeechStopped, Start,
+    AudioSource, ClientMessage, CloseReason, Closed, ErrorCode, ErrorMessage, Final, Flushed,
+    Partial, ProtocolError, Ready, ServerMessage, SpeechStarted, SpeechStopped, Start,
     effective_endpointing_ms, parse_client_text, validate_start,
 };
 use hark_streaming::Event;
@@ -826,7 +826,11 @@ impl Running {
     }
 
     /// The lag to warn about, once per episode: set above the threshold, re-armed below half.
+    /// A file sent faster than real time is behind by design: no warning there.
     fn lag_warning(&mut self, threshold: f64) -> Option<f64> {
+        if self.start.source == AudioSource::File {
+            return None;
+        }
         let lag = seconds(self.link.backlog());
         if !self.lagging && lag > threshold {
             self.lagging = true;
