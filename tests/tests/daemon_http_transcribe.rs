@@ -509,7 +509,9 @@ fn a_long_recording_is_cut_into_timed_segments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_openai_errors_and_the_server_stays_healthy() {
-    let harkd = daemon().args(["--max-upload-mb", "1"]).start();
+    let harkd = daemon()
+        .args(["--max-upload-mb", "1", "--max-session-s", "5"])
+        .start();
     let addr = harkd.addr;
     // A live session that runs through all of it.
     let mut live = Client::connect_with(
@@ -561,6 +563,12 @@ async fn bad_requests_get_openai_errors_and_the_server_stays_healthy() {
             "invalid_value",
             Some("file"),
         );
+        // Longer than limits.max_session_s (5 s here), as a session could not be either.
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("long.wav");
+        write_wav_s16(&long, 16_000, 1, &vec![0.0; 6 * 16_000]);
+        let long = std::fs::read(&long).unwrap();
+        assert_error(&form(&[file(&long)]), 400, "audio_too_long", Some("file"));
         assert_error(
             &form(&[field("response_format", "xml"), file(&clip)]),
             400,
@@ -666,7 +674,7 @@ async fn bad_requests_get_openai_errors_and_the_server_stays_healthy() {
     let count = |labels: &str| metric(&page, "harkd_http_requests_total", labels).unwrap_or(0.0);
     assert_eq!(
         count("endpoint=\"transcriptions\",status=\"400\""),
-        12.0,
+        13.0,
         "{page}"
     );
     assert_eq!(

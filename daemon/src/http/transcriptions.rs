@@ -69,6 +69,18 @@ async fn handle(
     let form = AudioForm::from_parts(parts)?;
     let (task, language) = task(state, &form, kind)?;
     let samples = decode(form.file.clone()).await?;
+    let longest = u64::from(state.limits.max_session_s);
+    let seconds = samples.len() as f64 / hark_model::SAMPLE_RATE as f64;
+    if longest > 0 && seconds > longest as f64 {
+        return Err(ApiError::invalid(
+            "audio_too_long",
+            Some("file"),
+            format!(
+                "the audio is {seconds:.0} s long; this server takes at most {longest} s \
+                 (limits.max_session_s)"
+            ),
+        ));
+    }
     let permit = state.admit_now().map_err(|r| refused(state, r))?;
     let endpoint = match kind {
         Kind::Transcribe => TRANSCRIPTIONS,
@@ -78,7 +90,7 @@ async fn handle(
         endpoint,
         file = form.filename.as_deref().unwrap_or(""),
         model = form.model.as_deref().unwrap_or(""),
-        seconds = samples.len() as f64 / hark_model::SAMPLE_RATE as f64,
+        seconds,
         stream = form.stream,
         "file upload"
     );
