@@ -69,6 +69,7 @@ fn a_flood_of_idle_connections_under_a_small_file_limit() {
     // Health still answers, promptly, while the flood is held.
     let (status, took, r) = timed_health(harkd.addr);
     assert_eq!(status, 200, "{r:?}\n{}", harkd.log());
+    eprintln!("/healthz answered in {took:?} with 140 idle connections and 128 open files");
     assert!(took < Duration::from_secs(2), "/healthz took {took:?}");
 
     // Every idle connection is closed: by the header deadline, or earlier to make room.
