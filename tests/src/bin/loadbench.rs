@@ -129,7 +129,7 @@ fn first_partial_s(
     let onset = sent_at + Duration::from_secs_f64(onset_s);
     t.messages.iter().find_map(|(at, m)| match m {
         ServerMessage::Partial(p)
-            if !with_text || !(p.committed.is_empty() && p.tentative.is_empty()) =>
+            if !(with_text && p.committed.is_empty() && p.tentative.is_empty()) =>
         {
             Some(at.saturating_duration_since(onset).as_secs_f64())
         }
