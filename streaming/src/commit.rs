@@ -2,8 +2,14 @@
 //!
 //! LocalAgreement: the tokens that the last `n` hypotheses agree on are stable, up to a word
 //! boundary; the newest agreed words can be held back a little longer. Committed tokens are
-//! then forced into every later hypothesis of the segment, so the committed text of a segment
-//! only ever grows and its final text starts with it.
+//! then forced into every later partial hypothesis of the segment, so the committed text of a
+//! segment only ever grows from partial to partial.
+//!
+//! Which partials run depends on pacing and load (a stream behind real time sheds them), so
+//! commits do too; the final therefore does not take them: it is decoded from the segment's
+//! audio alone ([`SegmentDecoder::final_hypothesis`](crate::segment::SegmentDecoder::final_hypothesis))
+//! and is authoritative. It starts with the committed text whenever the model agrees with its
+//! earlier self on the whole audio, which is the usual case, not a guarantee.
 
 use std::collections::VecDeque;
 

@@ -10,7 +10,7 @@ pub enum Event {
     SpeechStarted { segment_id: u64, at: f64 },
     /// The current hypothesis of the open segment.
     Partial(Partial),
-    /// The segment is closed; its text never changes.
+    /// The segment is closed; its text never changes and depends on the segment's audio alone.
     Final(Final),
     /// Speech ended (endpoint silence, flush or end of stream); follows the segment's final.
     SpeechStopped { segment_id: u64, at: f64 },
@@ -18,11 +18,12 @@ pub enum Event {
     Error { code: ErrorCode, message: String },
 }
 
-/// A revisable hypothesis: `committed` only ever grows, `tentative` may change.
+/// A revisable hypothesis: `committed` only ever grows from one partial of the segment to the
+/// next, `tentative` may change. The final is decoded afresh from the audio and may revise both.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Partial {
     pub segment_id: u64,
-    /// Text that will not change any more.
+    /// Text that later partials of the segment keep (forced into their hypotheses).
     pub committed: String,
     /// Text after `committed` that may still change.
     pub tentative: String,
@@ -38,7 +39,8 @@ impl Partial {
     }
 }
 
-/// The immutable text of a closed segment.
+/// The immutable text of a closed segment: greedy over the segment's whole audio, computed
+/// on a fixed grid, so it does not depend on pacing, chunking, partials or load.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Final {
     pub segment_id: u64,

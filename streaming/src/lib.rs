@@ -3,7 +3,8 @@
 //! [`vad`] decides which audio reaches the model at all: only open speech segments are
 //! passed on, so silence costs no encoder or decoder work and can produce no text.
 //! [`segment`] runs one utterance through the model incrementally (streaming encoder,
-//! persistent KV cache, speculative re-decoding); [`commit`] decides which text is final;
+//! persistent KV cache, speculative re-decoding, finals from the audio alone); [`commit`]
+//! decides which partial text is stable;
 //! [`stream`] ties them into one stream's state machine emitting [`Event`]s. [`engine`] serves
 //! many streams on worker threads (harkd's one serving loop), with [`batcher`] running their
 //! decoder passes together when batching is on.

@@ -350,6 +350,16 @@ impl<B: Backend> Stream<B> {
             // pacing and load (which decide what the partials committed) cannot change it.
             let hyp = seg.decoder.final_hypothesis();
             let text = self.model.decode_text(&hyp.tokens).unwrap_or_default();
+            let committed = seg.commit.committed_text();
+            if !text.trim_start().starts_with(committed) {
+                // Rare (the model disagreeing with its earlier self on the whole audio); kept
+                // visible for operators, as clients that typed committed text see a revision.
+                tracing::info!(
+                    segment = seg.id,
+                    "final revises committed text: {committed:?} → {:?}",
+                    text.trim_start()
+                );
+            }
             (hyp.tokens, text)
         };
         Final {

@@ -25,8 +25,11 @@ fn clip(name: &str) -> Vec<f32> {
     hark_audio_io::load_mono_16k(path).unwrap()
 }
 
-/// What a final is made of, without the reason (a flush and an end of stream end alike).
-fn key(f: &Final) -> (String, Vec<u32>, String, String) {
+/// What a final is made of, without the reason: text, token ids, start and end (as text).
+type FinalKey = (String, Vec<u32>, String, String);
+
+/// A final's [`FinalKey`] (a flush and an end of stream end a segment alike).
+fn key(f: &Final) -> FinalKey {
     (
         f.text.clone(),
         f.token_ids.clone(),
@@ -43,7 +46,7 @@ fn finals_direct(
     samples: &[f32],
     sizes: &[usize],
     allow: impl Fn(usize) -> bool,
-) -> (Vec<(String, Vec<u32>, String, String)>, usize) {
+) -> (Vec<FinalKey>, usize) {
     let mut stream = Stream::new(model.clone(), cfg.clone()).unwrap();
     let mut events = Vec::new();
     let (mut at, mut i) = (0, 0);
@@ -106,7 +109,8 @@ fn finals_do_not_depend_on_chunking_or_partials() {
                 reference.iter().any(|f| !f.0.trim().is_empty()),
                 "{name} {label}: the demo model says something"
             );
-            let cases: [(&str, &[usize], fn(usize) -> bool); 4] = [
+            type Case = (&'static str, &'static [usize], fn(usize) -> bool);
+            let cases: [Case; 4] = [
                 ("real-time 20 ms pieces, every partial", &[320], |_| true),
                 (
                     "odd pieces, every partial",
