@@ -16,7 +16,8 @@ pub struct DevicesArgs {
 
 /// Runs `hark devices`.
 pub fn run(args: DevicesArgs) -> Result<()> {
-    let devices = list_input_devices().context("cannot list audio input devices")?;
+    let devices = crate::quiet_stderr::silenced(list_input_devices)
+        .context("cannot list audio input devices")?;
     let mut out = std::io::stdout().lock();
     if devices.is_empty() {
         writeln!(
@@ -52,8 +53,8 @@ fn write_device(out: &mut dyn Write, d: &InputDeviceInfo, all: bool) -> std::io:
         )?;
     }
     if all {
-        for c in &d.configs {
-            writeln!(out, "    supports: {}", describe(c))?;
+        for line in collapse(&d.configs) {
+            writeln!(out, "    supports: {line}")?;
         }
     } else if !d.configs.is_empty() {
         let (lo, hi) = d.configs.iter().fold((u32::MAX, 0), |(lo, hi), c| {
@@ -70,18 +71,82 @@ fn write_device(out: &mut dyn Write, d: &InputDeviceInfo, all: bool) -> std::io:
     Ok(())
 }
 
-fn describe(c: &InputConfigRange) -> String {
-    if c.min_sample_rate == c.max_sample_rate {
-        format!(
-            "{} Hz, {} ch, {:?}",
-            c.min_sample_rate, c.channels, c.sample_format
-        )
-    } else {
-        format!(
-            "{}–{} Hz, {} ch, {:?}",
-            c.min_sample_rate, c.max_sample_rate, c.channels, c.sample_format
-        )
+/// One line per rate range and set of channel counts, naming every sample format offered
+/// with them: ALSA's `null` device offers every format at 1–32 channels and any rate, which
+/// listed one configuration a line made 640 lines.
+fn collapse(configs: &[InputConfigRange]) -> Vec<String> {
+    let mut by_rates: Vec<((u32, u32), Vec<&InputConfigRange>)> = Vec::new();
+    for c in configs {
+        let rates = (c.min_sample_rate, c.max_sample_rate);
+        match by_rates.iter_mut().find(|(r, _)| *r == rates) {
+            Some((_, group)) => group.push(c),
+            None => by_rates.push((rates, vec![c])),
+        }
     }
+    let mut lines = Vec::new();
+    for ((lo, hi), group) in by_rates {
+        // Formats that come with the same channel counts share a line.
+        let mut by_channels: Vec<(Vec<u16>, Vec<String>)> = Vec::new();
+        let mut formats: Vec<String> = Vec::new();
+        for c in &group {
+            let format = format!("{:?}", c.sample_format);
+            if !formats.contains(&format) {
+                formats.push(format);
+            }
+        }
+        for format in formats {
+            let mut channels: Vec<u16> = group
+                .iter()
+                .filter(|c| format!("{:?}", c.sample_format) == format)
+                .map(|c| c.channels)
+                .collect();
+            channels.sort_unstable();
+            channels.dedup();
+            match by_channels.iter_mut().find(|(ch, _)| *ch == channels) {
+                Some((_, names)) => names.push(format),
+                None => by_channels.push((channels, vec![format])),
+            }
+        }
+        for (channels, names) in by_channels {
+            lines.push(format!(
+                "{}, {} ch, {}",
+                rate_text(lo, hi),
+                runs(&channels),
+                names.join(" ")
+            ));
+        }
+    }
+    lines
+}
+
+fn rate_text(lo: u32, hi: u32) -> String {
+    match (lo, hi) {
+        // ALSA's plugins report "anything" as 1..=u32::MAX.
+        (0..=1, u32::MAX) => "any rate".to_owned(),
+        (lo, hi) if lo == hi => format!("{lo} Hz"),
+        (lo, hi) => format!("{lo}–{hi} Hz"),
+    }
+}
+
+/// Sorted numbers as runs: `1–4, 6`.
+fn runs(values: &[u16]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < values.len() {
+        let start = values[i];
+        let mut end = start;
+        while i + 1 < values.len() && values[i + 1] == end + 1 {
+            i += 1;
+            end = values[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}–{end}")
+        });
+        i += 1;
+    }
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -124,5 +189,33 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("supports: 16000 Hz, 2 ch, I16\n"), "{out}");
+    }
+
+    #[test]
+    fn every_format_at_every_channel_count_is_one_line() {
+        // ALSA's `null` device: 20 formats × 32 channel counts at any rate.
+        let formats = [SampleFormat::I8, SampleFormat::I16, SampleFormat::F32];
+        let mut configs = Vec::new();
+        for sample_format in formats {
+            for channels in 1..=32 {
+                configs.push(InputConfigRange {
+                    channels,
+                    min_sample_rate: 1,
+                    max_sample_rate: u32::MAX,
+                    sample_format,
+                });
+            }
+        }
+        configs.push(InputConfigRange {
+            channels: 2,
+            min_sample_rate: 48_000,
+            max_sample_rate: 48_000,
+            sample_format: SampleFormat::I16,
+        });
+        assert_eq!(
+            collapse(&configs),
+            ["any rate, 1–32 ch, I8 I16 F32", "48000 Hz, 2 ch, I16"]
+        );
+        assert_eq!(runs(&[1, 2, 3, 5, 7, 8]), "1–3, 5, 7–8");
     }
 }

@@ -86,10 +86,10 @@ impl AudioInput {
     /// cannot be opened.
     pub fn start(args: &InputArgs, frame: Duration) -> Result<Self> {
         let (source, description, total_samples) = if args.inputs.is_empty() {
-            let mic = match &args.device {
+            let mic = crate::quiet_stderr::silenced(|| match &args.device {
                 Some(name) => MicCapture::by_name(name),
                 None => MicCapture::default_device(),
-            }
+            })
             .map_err(no_microphone)?;
             let description = format!("microphone \"{}\"", mic.name());
             (Source::Mic(mic), description, None)
@@ -188,7 +188,8 @@ fn pump(
     match source {
         Source::Mic(mic) => {
             let (producer, consumer) = audio_ring(ring_samples);
-            let handle = match mic.start(producer) {
+            // The main thread only waits for `started` meanwhile.
+            let handle = match crate::quiet_stderr::silenced(|| mic.start(producer)) {
                 Ok(handle) => {
                     let _ = started.send(Ok(()));
                     handle

@@ -18,6 +18,7 @@ mod model_cmd;
 mod offline;
 mod output;
 mod progress;
+mod quiet_stderr;
 mod remote;
 mod stream_bench;
 mod transcribe;

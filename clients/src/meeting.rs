@@ -16,6 +16,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 
+use crate::duration::readable;
 use crate::formats::{Format, Segment, SessionInfo, Transcript, clock, write_transcript};
 use crate::input::{AudioInput, InputArgs};
 use crate::live;
@@ -64,10 +65,6 @@ pub fn run(args: MeetingArgs) -> Result<()> {
     // A transcript needs finals only; partials would cost the daemon decoding work.
     opts.partials = false;
     opts.reconnect_for = Duration::from_secs(args.reconnect_for);
-    if args.input.fast {
-        // A file sent faster than real time: the daemon must not call that lagging.
-        opts.source = hark_protocol::AudioSource::File;
-    }
 
     let input = AudioInput::start(&args.input, live::frame_for(args.input.fast))?;
     let source = input.description().to_owned();
@@ -203,8 +200,8 @@ fn summary_line(s: &SessionSummary, took: Duration, place: &str) -> String {
     let took_s = took.as_secs_f64().max(1e-3);
     let mut line = format!(
         "hark meeting: transcribed {} of audio in {} ({:.1}× real time), {} segment{}",
-        clock(audio),
-        clock(took_s),
+        readable(audio),
+        readable(took_s),
         audio / took_s,
         s.segments,
         if s.segments == 1 { "" } else { "s" }
@@ -277,7 +274,7 @@ mod tests {
         let line = summary_line(&summary(0, 0, 0), Duration::from_secs(25), "m.md");
         assert_eq!(
             line,
-            "hark meeting: transcribed 00:02:05 of audio in 00:00:25 (5.0× real time), 7 \
+            "hark meeting: transcribed 2 min 05 s of audio in 25.0 s (5.0× real time), 7 \
              segments; transcript: m.md"
         );
         let line = summary_line(&summary(1, 1, 8_000), Duration::from_secs(25), "stdout");

@@ -63,10 +63,11 @@ fn info(ckpt: &Checkpoint) -> Result<()> {
         t.vocab_size
     );
     println!(
-        "               KV sharing from layer {}, per-layer embeddings {}, final softcap {:?}",
+        "               KV sharing from layer {}, per-layer embeddings {}, final softcap {}",
         t.first_shared_layer(),
         t.ple_dim,
         t.final_logit_softcap
+            .map_or_else(|| "none".to_owned(), |cap| cap.to_string())
     );
     println!(
         "audio encoder  {} conformer layers, hidden {}, {} heads, window {} frames, chunk {}",
