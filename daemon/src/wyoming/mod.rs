@@ -3,13 +3,15 @@
 //!
 //! Wyoming is JSON-lines plus raw PCM over plain TCP ([`event`]); harkd serves it as a
 //! speech-to-text program ([`info`]). Each connection is a [`session`] that holds one of the
-//! daemon's session slots and runs its audio through the same scheduler as the WebSocket
+//! daemon's session slots; each of its transcriptions ([`transcription`]) runs its audio
+//! ([`pcm`], converted to 16 kHz mono) as a stream on the same scheduler as the WebSocket
 //! endpoints. The protocol has no authentication: keep the port on a trusted network.
 
 pub mod event;
 mod info;
 mod pcm;
 mod session;
+mod transcription;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

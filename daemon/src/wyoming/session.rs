@@ -15,9 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hark_audio_io::StreamConverter;
-use hark_model::Task;
-use hark_protocol::openai::DeltaTracker;
 use hark_protocol::{ErrorCode, ProtocolError};
 use hark_streaming::Event as StreamEvent;
 use serde_json::json;
@@ -29,10 +26,10 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use super::event::{Event, FrameError, FrameLimits, read_event};
 use super::info::info;
 use super::pcm::{AudioFormat, FormatError};
+use super::transcription::{Transcription, TranscriptionError};
 use crate::language::{known_tags, language_name};
 use crate::metrics as m;
 use crate::scheduler::{Output, StreamLink};
-use crate::session::{open_link, stream_config};
 use crate::state::{AppState, Refusal, SessionGuard};
 
 const ENDPOINT: &str = "wyoming";
@@ -154,27 +151,6 @@ fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
     End::Fatal(ProtocolError::new(code, message))
 }
 
-/// One `audio-start` … `transcript-stop` exchange.
-struct Transcription {
-    link: StreamLink,
-    /// The format the client stated last (`audio-start`, or a chunk that changed it).
-    format: AudioFormat,
-    converter: StreamConverter,
-    /// BCP 47 tag of the language transcribed.
-    language: String,
-    /// Texts of the finished segments.
-    finals: Vec<String>,
-    /// What was streamed of the open segment.
-    deltas: DeltaTracker,
-    /// Whether any `transcript-chunk` text went out (a later segment's first chunk then
-    /// starts with a space).
-    streamed: bool,
-    /// Seconds of client audio received.
-    audio_s: f64,
-    /// `audio-stop` arrived: the stream is finishing.
-    stopped: bool,
-}
-
 /// What woke the session loop.
 enum Wake {
     Event(Option<Result<Event, FrameError>>),
@@ -223,10 +199,10 @@ impl Connection {
             // While a transcription finishes the client is waiting for us, not the reverse:
             // its next events wait (in order) and it cannot time out.
             let listening =
-                grace_until.is_none() && !self.current.as_ref().is_some_and(|t| t.stopped);
+                grace_until.is_none() && !self.current.as_ref().is_some_and(|t| t.is_stopped());
             let quiet_until = self.last_event + idle;
             let grace = grace_until.unwrap_or_else(Instant::now);
-            let link = self.current.as_mut().map(|t| &mut t.link);
+            let link = self.current.as_mut().map(|t| t.link());
             let wake = tokio::select! {
                 biased;
                 () = &mut shutdown, if grace_until.is_none() => Wake::Shutdown,
@@ -334,28 +310,10 @@ impl Connection {
             .language
             .clone()
             .unwrap_or_else(|| self.state.config.default_language.clone());
-        let name = language_name(&language).unwrap_or("English");
-        let task = Task::Transcribe {
-            language: name.into(),
-        };
-        // No server-side endpointing: the client's voice activity detection ends the command.
-        let cfg = stream_config(&self.state, task, None, None, true);
-        let link = open_link(&self.state, cfg).await.map_err(|e| {
-            tracing::error!("cannot open a stream: {e}");
-            fatal(ErrorCode::Internal, format!("cannot open a stream: {e}"))
-        })?;
-        let converter = converter(format)?;
-        self.current = Some(Transcription {
-            link,
-            format,
-            converter,
-            language: language.clone(),
-            finals: Vec::new(),
-            deltas: DeltaTracker::new(),
-            streamed: false,
-            audio_s: 0.0,
-            stopped: false,
-        });
+        let t = Transcription::start(&self.state, format, language.clone())
+            .await
+            .map_err(transcription_error)?;
+        self.current = Some(t);
         self.send(&Event::new(
             "transcript-start",
             json!({ "language": language }),
@@ -364,31 +322,22 @@ impl Connection {
     }
 
     async fn on_audio_chunk(&mut self, event: &Event) -> Result<(), End> {
-        let Some(t) = self.current.as_mut().filter(|t| !t.stopped) else {
+        let Some(t) = self.current.as_mut().filter(|t| !t.is_stopped()) else {
             return Err(fatal(
                 ErrorCode::AudioBeforeStart,
                 "`audio-chunk` before `audio-start`: its format is unknown",
             ));
         };
-        let format = AudioFormat::from_data(&event.data, Some(t.format)).map_err(format_error)?;
+        let format = AudioFormat::from_data(&event.data, Some(t.format())).map_err(format_error)?;
         let samples = format.decode(&event.payload).map_err(format_error)?;
-        if format != t.format {
-            // A new format mid-stream: drain the old converter, continue with a new one.
-            let mut tail = Vec::new();
-            let _ = t.converter.finish(&mut tail);
-            t.link.push(&tail).await.map_err(|_| stream_gone())?;
-            t.converter = converter(format)?;
-            t.format = format;
-        }
-        let mut mono = Vec::new();
-        t.converter.push(&samples, &mut mono);
-        t.link.push(&mono).await.map_err(|_| stream_gone())?;
-        let secs = (samples.len() / usize::from(format.channels)) as f64 / f64::from(format.rate);
-        t.audio_s += secs;
-        let over = t.audio_s;
+        let secs = t
+            .push(format, &samples)
+            .await
+            .map_err(transcription_error)?;
+        let total = t.audio_s();
         self.count_audio(secs);
         let limit = self.state.limits.max_session_s;
-        if limit > 0 && over > f64::from(limit) {
+        if limit > 0 && total > f64::from(limit) {
             return Err(fatal(
                 ErrorCode::SessionTooLong,
                 format!("a transcription may hold at most {limit} s of audio"),
@@ -399,20 +348,15 @@ impl Connection {
 
     /// End of audio: the stream finalises what it holds, then `Finished` completes it.
     async fn stop_audio(&mut self) -> Result<(), End> {
-        let Some(t) = self.current.as_mut().filter(|t| !t.stopped) else {
-            return Ok(());
-        };
-        let mut tail = Vec::new();
-        let _ = t.converter.finish(&mut tail);
-        t.link.push(&tail).await.map_err(|_| stream_gone())?;
-        t.link.close();
-        t.stopped = true;
-        Ok(())
+        match self.current.as_mut() {
+            Some(t) => t.stop().await.map_err(transcription_error),
+            None => Ok(()),
+        }
     }
 
     async fn on_output(&mut self, output: Option<Output>) -> Result<(), End> {
         let Some(output) = output else {
-            return Err(stream_gone());
+            return Err(transcription_error(TranscriptionError::StreamGone));
         };
         match output {
             Output::Event { event, .. } => self.on_stream_event(event).await,
@@ -425,23 +369,10 @@ impl Connection {
         let Some(t) = self.current.as_mut() else {
             return Ok(());
         };
-        let (chunk, done) = match event {
-            StreamEvent::Partial(p) => (stream_delta(t, &p.committed), None),
-            StreamEvent::Final(f) => (stream_delta(t, &f.text), Some(f.text)),
-            StreamEvent::Error { message, .. } => {
-                return Err(fatal(ErrorCode::Internal, message));
-            }
-            StreamEvent::SpeechStarted { .. } | StreamEvent::SpeechStopped { .. } => return Ok(()),
-        };
-        if let Some(text) = done {
-            t.deltas.reset();
-            let text = text.trim();
-            if !text.is_empty() {
-                t.finals.push(text.to_owned());
-            }
+        if matches!(event, StreamEvent::Final(_)) {
             metrics::counter!(m::FINALS).increment(1);
         }
-        match chunk {
+        match t.on_event(event).map_err(transcription_error)? {
             Some(text) => {
                 metrics::counter!(m::PARTIALS).increment(1);
                 self.send(&Event::new("transcript-chunk", json!({ "text": text })))
@@ -457,15 +388,15 @@ impl Connection {
             return Ok(());
         };
         self.language = None;
-        let text = t.finals.join(" ");
+        let text = t.transcript();
         tracing::info!(
-            audio_s = t.audio_s,
+            audio_s = t.audio_s(),
             chars = text.len(),
             "wyoming transcript"
         );
         self.send(&Event::new(
             "transcript",
-            json!({ "text": text, "language": t.language }),
+            json!({ "text": text, "language": t.language() }),
         ))
         .await?;
         self.send(&Event::new("transcript-stop", json!({}))).await
@@ -516,28 +447,15 @@ impl Connection {
     }
 }
 
-/// The part of `text` (committed text of the open segment, or its final) not streamed yet, with
-/// a space before the first words of a later segment; `None` when nothing is new or the text
-/// does not extend what was streamed (the `transcript` carries the whole text anyway).
-fn stream_delta(t: &mut Transcription, text: &str) -> Option<String> {
-    let first = t.deltas.sent().is_empty();
-    let delta = t.deltas.advance(text).ok().filter(|d| !d.is_empty())?;
-    let chunk = if first && t.streamed {
-        format!(" {}", delta.trim_start())
-    } else {
-        delta.to_owned()
+fn transcription_error(err: TranscriptionError) -> End {
+    if let TranscriptionError::Open(e) = &err {
+        tracing::error!("cannot open a stream: {e}");
+    }
+    let code = match err {
+        TranscriptionError::Convert(_) => ErrorCode::UnsupportedSampleRate,
+        _ => ErrorCode::Internal,
     };
-    t.streamed = true;
-    Some(chunk)
-}
-
-fn converter(format: AudioFormat) -> Result<StreamConverter, End> {
-    StreamConverter::new(format.rate, format.channels)
-        .map_err(|e| fatal(ErrorCode::UnsupportedSampleRate, e.to_string()))
-}
-
-fn stream_gone() -> End {
-    fatal(ErrorCode::Internal, "the stream stopped unexpectedly")
+    fatal(code, err.to_string())
 }
 
 fn format_error(err: FormatError) -> End {
