@@ -176,3 +176,26 @@ impl Client {
 pub fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
+
+/// G.711 μ-law bytes of mono samples (the encoder side of ITU-T G.711, written here so the
+/// daemon's decoder is checked against an independent implementation).
+pub fn ulaw_encode(samples: &[f32]) -> Vec<u8> {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32_635;
+    samples
+        .iter()
+        .map(|&s| {
+            let linear = (s.clamp(-1.0, 1.0) * 32_767.0).round() as i32;
+            let sign: u8 = if linear < 0 { 0x80 } else { 0 };
+            let magnitude = linear.abs().min(CLIP) + BIAS;
+            // Exponent: position of the highest set bit above bit 7.
+            let exponent = (7..=14)
+                .rev()
+                .find(|&b| magnitude & (1 << b) != 0)
+                .unwrap_or(7)
+                - 7;
+            let mantissa = (magnitude >> (exponent + 3)) & 0x0F;
+            !(sign | ((exponent as u8) << 4) | mantissa as u8)
+        })
+        .collect()
+}

@@ -176,12 +176,18 @@ impl TranscriptionConfig {
 
     /// The beta session object for `transcription_session.created` / `.updated`.
     pub fn beta_session(&self, id: &str) -> BetaSession {
+        // The beta object's `model` is an enum of OpenAI's names: the served model's own name
+        // is left out (null) there; a name the client chose is echoed.
+        let mut transcription = self.transcription.clone();
+        if transcription.model.as_deref() == Some(self.served_model.as_str()) {
+            transcription.model = None;
+        }
         BetaSession {
             id: id.to_owned(),
             object: SESSION_OBJECT.to_owned(),
             expires_at: self.expires_at,
             input_audio_format: self.encoding.beta_name().to_owned(),
-            input_audio_transcription: self.transcription.clone(),
+            input_audio_transcription: transcription,
             turn_detection: self.turn_detection.clone(),
             input_audio_noise_reduction: self.noise_reduction.clone(),
             include: self.include.clone(),
