@@ -41,11 +41,15 @@
 #            carry=["target/device"], timeout_s=540)
 #      What comes back under $OUT is the JSON this script writes; summarise it in
 #      docs/performance.md (GPU section).
+# Unchecked until a GPU run: the device image carries CUDA 13 (driver 580); cudarc loads
+# libcuda and libnvrtc at run time by the version it was built for, so if env.json's
+# `cuda_libraries` lacks a libnvrtc of that major version, rebuild with CUDARC_CUDA_VERSION
+# set to the image's version (13000) if burn-cuda's cudarc accepts it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 
-usage() { sed -n '/^#   tools/,/^$/p' "$0" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '/^#   tools/,/^#$/p' "$0" | sed 's/^# \{0,1\}//' >&2; }
 die() { echo "check.sh: $*" >&2; exit 2; }
 
 mode=cuda out="" bin="" bundle="" batch="" max_streams="" seconds=""
@@ -134,12 +138,18 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ 
 if [ "$mode" = cuda ]; then
     gpu=$(timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 1)
     cuda=$(timeout 30 nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' | head -n 1)
+    # The toolkit's libraries (libnvrtc compiles Burn's kernels at run time) where cudarc looks.
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    done
+    libs=$({ ldconfig -p 2>/dev/null | grep -oE 'lib(cuda|nvrtc|cublas)\.so[.0-9]*'
+        ls /usr/local/cuda/lib64 2>/dev/null | grep -E '^lib(nvrtc|cublas)\.so'; } | sort -u | tr '\n' ' ')
 else
-    gpu="none (CPU dry run)" cuda=""
+    gpu="none (CPU dry run)" cuda="" libs=""
 fi
-printf '{"mode":"%s","commit":"%s","cpu":%s,"cores":%s,"gpu":%s,"cuda":%s,"kernel":%s,"date_utc":"%s"}\n' \
+printf '{"mode":"%s","commit":"%s","cpu":%s,"cores":%s,"gpu":%s,"cuda":%s,"cuda_libraries":%s,"kernel":%s,"date_utc":"%s"}\n' \
     "$mode" "$commit" "$(json_str "$cpu")" "$(nproc)" "$(json_str "$gpu")" "$(json_str "$cuda")" \
-    "$(json_str "$(uname -r)")" "$(date -u +%FT%TZ)" >"$out/env.json"
+    "$(json_str "$libs")" "$(json_str "$(uname -r)")" "$(date -u +%FT%TZ)" >"$out/env.json"
 say "mode $mode, gpu: $gpu, binaries: $bin"
 
 # ---- (a) numerics against the golden references ------------------------------------------------
@@ -153,7 +163,7 @@ else
     numerics=("e2b-shaped f32" "varied f32" "with-vision f32")
     limit=60
 fi
-runs=()
+runs=() nocuda=0
 for entry in "${numerics[@]}"; do
     read -r model weights <<<"$entry"
     step "$limit" "$tmp/n.out" "$tmp/n.err" "$bin/hark" dump "${device[@]}" --weights "$weights" \
@@ -165,6 +175,7 @@ for entry in "${numerics[@]}"; do
         failed+=("numerics:$model:$weights")
         if grep -q 'no cuda backend' "$tmp/n.err"; then
             say "these binaries were built without --features cuda; see the header of $0"
+            nocuda=1
             break
         fi
     fi
@@ -186,7 +197,7 @@ bench_one() { # weights
     benches+=("$(json_or_error "$tmp/b.out" "$tmp/b.err" "$rc" "hark bench $1")")
     [ "$rc" -eq 0 ] || failed+=("bench:$1")
 }
-bench_one "$main_weights"
+((nocuda)) && extra_weights=() || bench_one "$main_weights"
 for w in "${extra_weights[@]}"; do
     if [ "$mode" = cuda ]; then
         # A format the CUDA path lacks is refused at load; a quick tiny run tells, not a guess.
@@ -212,10 +223,17 @@ else
     lb_args=(--device cpu)
     limit=120
 fi
-step "$limit" "$tmp/l.out" "$tmp/l.err" "$bin/hark-loadbench" --model "$lb_model" \
-    --max-streams "$lb_max" --seconds "$lb_seconds" --out "$out/loadbench.json" \
-    --harkd-args "${lb_args[@]}" --batch "$lb_batch"
-rc=$?
+if ((nocuda)); then
+    echo "skipped: binaries without cuda" >"$tmp/l.err"
+    : >"$tmp/l.out"
+    rc=1
+else
+    # The panic message (with harkd's log) is what matters, not a backtrace.
+    step "$limit" "$tmp/l.out" "$tmp/l.err" env RUST_BACKTRACE=0 "$bin/hark-loadbench" \
+        --model "$lb_model" --max-streams "$lb_max" --seconds "$lb_seconds" \
+        --out "$out/loadbench.json" --harkd-args "${lb_args[@]}" --batch "$lb_batch"
+    rc=$?
+fi
 cat "$tmp/l.out" >>"$log"
 if [ ! -s "$out/loadbench.json" ]; then
     printf '{"complete":false,"error":%s}\n' "$(json_str "$(tail -n 20 "$tmp/l.err")")" >"$out/loadbench.json"
