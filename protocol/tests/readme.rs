@@ -228,8 +228,8 @@ fn openai_server_examples_are_exact_and_cover_every_type() {
     }
     assert_eq!(
         seen.len(),
-        12,
-        "README must show all 12 OpenAI server events: {seen:?}"
+        15,
+        "README must show all 15 OpenAI server events: {seen:?}"
     );
 }
 
@@ -249,18 +249,18 @@ fn openai_session_examples_come_from_the_config() {
             .clone()
     };
     let mut config = TranscriptionConfig::new("gemma-4-e2b");
-    let id = "sess_5f2c9a1e";
+    let id = "sess_8WbN3sJq6eYc0Hd5Gm2TfK";
     assert_eq!(
         find("session.created"),
         ServerEvent::SessionCreated {
-            event_id: "event_0001".into(),
+            event_id: "event_4kP0uQ7cHn2VwR9xTb1LzA".into(),
             session: config.session(id)
         }
     );
     assert_eq!(
         find("transcription_session.created"),
         ServerEvent::TranscriptionSessionCreated {
-            event_id: "event_0001".into(),
+            event_id: "event_4kP0uQ7cHn2VwR9xTb1LzA".into(),
             session: config.beta_session(id)
         }
     );
@@ -284,7 +284,7 @@ fn openai_session_examples_come_from_the_config() {
     assert_eq!(
         find("session.updated"),
         ServerEvent::SessionUpdated {
-            event_id: "event_0002".into(),
+            event_id: "event_9dLs2Xo5Vg8Ni1Qr4Uy7Bc".into(),
             session: ga.session(id)
         }
     );
@@ -298,7 +298,7 @@ fn openai_session_examples_come_from_the_config() {
     assert_eq!(
         find("transcription_session.updated"),
         ServerEvent::TranscriptionSessionUpdated {
-            event_id: "event_0002".into(),
+            event_id: "event_9dLs2Xo5Vg8Ni1Qr4Uy7Bc".into(),
             session: config.beta_session(id)
         }
     );

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use hark_tests::audio::{Clip, resample_linear};
 use hark_tests::harkd::Harkd;
-use hark_tests::openai::{Client, Received, of_type};
+use hark_tests::openai::{Client, of_type};
 use serde_json::{Value, json};
 
 fn kinds(events: &[Value]) -> Vec<String> {
@@ -164,15 +164,13 @@ async fn manual_commit_clear_and_errors() {
         "en"
     );
 
-    // Deltas arrive while audio is still being appended, before the commit.
+    // As on OpenAI, no text arrives before the commit.
     c.append_paced(&at_24k("fox"), 24_000, 100, true).await;
     let before_commit = c.recv_timeout(std::time::Duration::from_millis(500)).await;
+    assert!(before_commit.is_none(), "{before_commit:?}");
     c.send(json!({"type": "input_audio_buffer.commit", "event_id": "evt_commit"}))
         .await;
     let mut events: Vec<Value> = Vec::new();
-    if let Some(Received::Event(e)) = before_commit {
-        events.push(e);
-    }
     events.extend(
         c.events_until("conversation.item.input_audio_transcription.completed")
             .await,
@@ -199,7 +197,7 @@ async fn manual_commit_clear_and_errors() {
         .await;
     let e = c.event().await;
     assert_eq!(e["type"], "error");
-    assert_eq!(e["error"]["code"], "unexpected_message");
+    assert_eq!(e["error"]["code"], "input_audio_buffer_commit_empty");
     assert_eq!(e["error"]["event_id"], "evt_empty");
 
     // clear drops uncommitted audio.
@@ -207,53 +205,56 @@ async fn manual_commit_clear_and_errors() {
     c.send(json!({"type": "input_audio_buffer.clear"})).await;
     assert_eq!(c.event().await["type"], "input_audio_buffer.cleared");
     c.send(json!({"type": "input_audio_buffer.commit"})).await;
-    assert_eq!(c.event().await["error"]["code"], "unexpected_message");
+    assert_eq!(
+        c.event().await["error"]["code"],
+        "input_audio_buffer_commit_empty"
+    );
 
     // Client mistakes are reported as OpenAI does, and the session goes on.
     for (event, code, param) in [
         (
             json!({"type": "input_audio_buffer.append", "event_id": "e1", "audio": "AA@A"}),
-            "invalid_base64",
+            "invalid_value",
             Some("audio"),
         ),
         (
             json!({"type": "input_audio_buffer.append", "audio": "AAAA"}),
-            "odd_byte_count",
+            "invalid_value",
             Some("audio"),
         ),
         (
             json!({"type": "response.create", "event_id": "e2"}),
-            "unknown_type",
+            "invalid_value",
             Some("type"),
         ),
         (
             json!({"type": "input_audio_buffer.append"}),
-            "bad_message",
+            "invalid_event",
             None,
         ),
         (
             json!({"type": "session.update", "session": {"type": "realtime"}}),
-            "invalid_field",
+            "invalid_value",
             Some("session.type"),
         ),
         (
             json!({"type": "session.update", "session": {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 7000}}}}}),
-            "unsupported_sample_rate",
+            "invalid_value",
             Some("session.audio.input.format.rate"),
         ),
         (
-            json!({"type": "session.update", "session": {"audio": {"input": {"format": {"type": "audio/pcmu"}}}}}),
-            "unsupported_encoding",
+            json!({"type": "session.update", "session": {"audio": {"input": {"format": {"type": "audio/opus"}}}}}),
+            "invalid_value",
             Some("session.audio.input.format.type"),
         ),
         (
             json!({"type": "session.update", "session": {"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2.0}}}}}),
-            "invalid_field",
+            "invalid_value",
             Some("session.audio.input.turn_detection.threshold"),
         ),
         (
             json!({"type": "session.update", "session": {"audio": {"input": {"transcription": {"language": "xx"}}}}}),
-            "invalid_field",
+            "invalid_value",
             Some("session.audio.input.transcription.language"),
         ),
     ] {
@@ -271,7 +272,7 @@ async fn manual_commit_clear_and_errors() {
     }
     c.send_raw_text("{not json").await;
     let e = c.event().await;
-    assert_eq!(e["error"]["code"], "bad_json", "{e}");
+    assert_eq!(e["error"]["code"], "invalid_json", "{e}");
     // A rejected update changed nothing; semantic VAD is accepted.
     c.send(json!({"type": "session.update", "session": {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}}))
         .await;
@@ -285,11 +286,38 @@ async fn manual_commit_clear_and_errors() {
         "semantic_vad"
     );
 
-    // Binary frames are not part of this API: the session ends with 1003.
+    // Binary frames are not part of this API: an error event, and the session goes on.
     c.send_binary(vec![0; 64]).await;
-    let (events, code) = c.until_close().await;
-    assert_eq!(events.last().unwrap()["error"]["code"], "text_expected");
-    assert_eq!(code, Some(1003));
+    let e = c.event().await;
+    assert_eq!(e["error"]["code"], "invalid_event", "{e}");
+    c.send(json!({"type": "input_audio_buffer.clear"})).await;
+    assert_eq!(c.event().await["type"], "input_audio_buffer.cleared");
+}
+
+/// A quiet session that answers pings stays open past the idle timeout (a push-to-talk app
+/// between turns); a connection that answers nothing is closed after two idle periods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_sessions_are_kept_dead_ones_closed() {
+    let harkd = Harkd::builder().args(["--idle-timeout-s", "1"]).start();
+    let url = harkd.ws_url("/v1/realtime?intent=transcription");
+    let mut quiet = Client::connect_with(&url, &[]).await;
+    assert_eq!(quiet.event().await["type"], "session.created");
+    // Reading answers the server's pings (tungstenite replies with pongs).
+    let nothing = quiet.recv_timeout(std::time::Duration::from_secs(4)).await;
+    assert!(nothing.is_none(), "{nothing:?}");
+    quiet
+        .send(json!({"type": "input_audio_buffer.clear"}))
+        .await;
+    assert_eq!(quiet.event().await["type"], "input_audio_buffer.cleared");
+
+    // This one never reads, so it never answers a ping.
+    let mut dead = Client::connect_with(&url, &[]).await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let (events, code) = dead.until_close().await;
+    assert_eq!(events[0]["type"], "session.created");
+    let last = events.last().unwrap();
+    assert_eq!(last["error"]["code"], "idle_timeout", "{last}");
+    assert_eq!(code, Some(1008));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -385,8 +385,7 @@ impl ErrorDetail {
 
 /// The OpenAI Realtime error code for a Hark error code: the codes OpenAI's server sends for
 /// the same fault where it has one (`invalid_value`, `invalid_event`, `invalid_json`,
-/// `input_audio_buffer_commit_empty`, `session_expired`, `invalid_api_key`, `server_error`),
-/// else a descriptive one of the same style.
+/// `input_audio_buffer_commit_empty`, `session_expired`, `server_error`), else Hark's own.
 pub fn openai_code(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::BadJson => "invalid_json",
@@ -403,10 +402,12 @@ pub fn openai_code(code: ErrorCode) -> &'static str {
         ErrorCode::UnexpectedMessage => "input_audio_buffer_commit_empty",
         ErrorCode::MessageTooLarge | ErrorCode::FrameTooLarge => "message_too_large",
         ErrorCode::SessionTooLong => "session_expired",
-        ErrorCode::Unauthorized => "invalid_api_key",
-        ErrorCode::ServerBusy => "rate_limit_exceeded",
-        ErrorCode::IdleTimeout => "connection_timeout",
-        ErrorCode::ShuttingDown => "server_shutting_down",
+        // Faults OpenAI reports outside the event stream (HTTP status before the upgrade) or
+        // not at all keep Hark's name.
+        ErrorCode::Unauthorized => "unauthorized",
+        ErrorCode::ServerBusy => "server_busy",
+        ErrorCode::IdleTimeout => "idle_timeout",
+        ErrorCode::ShuttingDown => "shutting_down",
         ErrorCode::AudioBeforeStart
         | ErrorCode::ResumeFailed
         | ErrorCode::Lagging
