@@ -8,8 +8,8 @@
 //! Which partials run depends on pacing and load (a stream behind real time sheds them), so
 //! commits do too; the final therefore does not take them: it is decoded from the segment's
 //! audio alone ([`SegmentDecoder::final_hypothesis`](crate::segment::SegmentDecoder::final_hypothesis))
-//! and is authoritative. It starts with the committed text whenever the model agrees with its
-//! earlier self on the whole audio, which is the usual case, not a guarantee.
+//! and is authoritative. It starts with the committed text only when the whole-segment decode
+//! agrees with the partials: often, not always.
 
 use std::collections::VecDeque;
 

@@ -352,8 +352,8 @@ impl<B: Backend> Stream<B> {
             let text = self.model.decode_text(&hyp.tokens).unwrap_or_default();
             let committed = seg.commit.committed_text();
             if !text.trim_start().starts_with(committed) {
-                // Rare (the model disagreeing with its earlier self on the whole audio); kept
-                // visible for operators, as clients that typed committed text see a revision.
+                // The whole-segment decode disagrees with the partials' commits; kept visible
+                // for operators, as clients that typed committed text see a revision.
                 tracing::info!(
                     segment = seg.id,
                     "final revises committed text: {committed:?} → {:?}",
