@@ -198,6 +198,42 @@ async fn round(url: &str, clip: &Clip, streams: usize, bounds: (f64, f64)) -> Ro
     }
 }
 
+/// The run so far: bounds, the sustained N and the rounds at 1, 8 and the sustained N.
+fn summarize(
+    args: &Args,
+    url: &str,
+    clip: &Clip,
+    rounds: &[Round],
+    good: usize,
+    bad: Option<usize>,
+) -> serde_json::Value {
+    let at = |n: usize| rounds.iter().rev().find(|r| r.streams == n);
+    serde_json::json!({
+        "url": url,
+        "clip_seconds": args.seconds,
+        "speech_onset_s": onset_s(clip),
+        "lag_bound_s": args.lag_bound,
+        "final_latency_bound_s": args.final_latency_bound,
+        "max_streams": args.max_streams,
+        "sustained_streams": good,
+        "first_failing_streams": bad,
+        "at_1_stream": at(1),
+        "at_8_streams": at(8),
+        "at_sustained": at(good),
+    })
+}
+
+fn write_report(
+    path: &std::path::Path,
+    summary: &serde_json::Value,
+    rounds: &[Round],
+    complete: bool,
+) -> Result<()> {
+    let report = serde_json::json!({ "complete": complete, "summary": summary, "rounds": rounds });
+    std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn clip_arg(arg: &str) -> Clip {
     let path = PathBuf::from(arg);
     if path.extension().is_some() {
@@ -280,6 +316,11 @@ async fn main() -> Result<()> {
         } else {
             bad = Some(n);
         }
+        // Written after every round, so a run cut short still leaves its figures.
+        if let Some(path) = &args.out {
+            let summary = summarize(&args, &url, &clip, &rounds, good, bad);
+            write_report(path, &summary, &rounds, false)?;
+        }
         n = match bad {
             None if n >= args.max_streams => break,
             None => (n * 2).min(args.max_streams),
@@ -291,24 +332,9 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let at = |n: usize| rounds.iter().rev().find(|r| r.streams == n);
-    let summary = serde_json::json!({
-        "url": url,
-        "clip_seconds": args.seconds,
-        "speech_onset_s": onset_s(&clip),
-        "lag_bound_s": args.lag_bound,
-        "final_latency_bound_s": args.final_latency_bound,
-        "max_streams": args.max_streams,
-        "sustained_streams": good,
-        "first_failing_streams": bad,
-        "at_1_stream": at(1),
-        "at_8_streams": at(8),
-        "at_sustained": at(good),
-    });
+    let summary = summarize(&args, &url, &clip, &rounds, good, bad);
     if let Some(path) = &args.out {
-        let report = serde_json::json!({ "summary": &summary, "rounds": &rounds });
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_report(path, &summary, &rounds, true)?;
     }
     if args.json {
         println!("{summary}");
