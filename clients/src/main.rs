@@ -12,6 +12,7 @@ mod formats;
 mod input;
 mod language;
 mod live;
+mod manual;
 mod meeting;
 mod model_args;
 mod model_cmd;
@@ -37,7 +38,7 @@ use clap::{Parser, Subcommand};
     long_about = None,
     after_help = "Developer commands (not listed above): dump, eval, bench; see docs/development.md."
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// More log output on stderr (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -70,6 +71,12 @@ enum Command {
     Meeting(meeting::MeetingArgs),
     /// List the languages --language accepts (BCP 47 tags and English names).
     Languages(language::LanguagesArgs),
+    /// Print a shell completion script for hark or harkd (tools/install.sh installs them).
+    #[command(hide = true)]
+    Completions(manual::CompletionsArgs),
+    /// Print or write the manual pages of hark or harkd (tools/install.sh installs them).
+    #[command(hide = true)]
+    Man(manual::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +109,8 @@ fn main() -> ExitCode {
         Command::Dictate(args) => dictate::run(args),
         Command::Meeting(args) => meeting::run(args),
         Command::Languages(args) => language::run(args),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
     };
     exit::report(result)
 }
