@@ -19,7 +19,8 @@ pub enum ModelAction {
         #[command(flatten)]
         model: ModelArgs,
     },
-    /// Download a model into the local Hugging Face cache (needs the `download` feature).
+    /// Download a model into the local Hugging Face cache, resuming an interrupted download.
+    /// Gemma is gated: accept its licence on huggingface.co, then set HF_TOKEN.
     Fetch {
         /// Repo id, e.g. google/gemma-4-E2B-it.
         repo: String,
@@ -89,62 +90,24 @@ fn info(ckpt: &Checkpoint) -> Result<()> {
     Ok(())
 }
 
-#[cfg(feature = "download")]
+/// Download `repo` into the Hugging Face cache with a progress bar; prints the snapshot
+/// directory. Partial files from an interrupted run are resumed.
 fn fetch(repo: &str, revision: &str) -> Result<()> {
-    use anyhow::{Context, bail};
-    use hf_hub::progress::{DownloadEvent, ProgressEvent, ProgressHandler};
+    use hark_model::download::{Progress, Request, download};
 
-    if std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v != "0" && !v.is_empty()) {
-        bail!("HF_HUB_OFFLINE is set: not downloading {repo}");
-    }
-    let Some((owner, name)) = repo.split_once('/') else {
-        bail!("{repo} is not a repo id (expected org/name)");
-    };
-
-    struct Bar(indicatif::ProgressBar);
-    impl ProgressHandler for Bar {
-        fn on_progress(&self, event: &ProgressEvent) {
-            if let ProgressEvent::Download(e) = event {
-                match e {
-                    DownloadEvent::Start { total_bytes, .. } => self.0.set_length(*total_bytes),
-                    DownloadEvent::AggregateProgress {
-                        bytes_completed, ..
-                    } => self.0.set_position(*bytes_completed),
-                    DownloadEvent::Complete => self.0.finish(),
-                    DownloadEvent::Progress { .. } => {}
-                }
-            }
-        }
-    }
+    let request = Request::from_env(repo, revision)?;
+    // indicatif draws nothing when stderr is not a terminal.
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         )
         .expect("static template"),
     );
-    // HF_TOKEN / HF_TOKEN_PATH and HF_HOME / HF_HUB_CACHE are read by the client.
-    let client = hf_hub::HFClientSync::new().context("cannot set up the Hugging Face client")?;
-    let path = client
-        .model(owner, name)
-        .snapshot_download()
-        .revision(revision.to_string())
-        .allow_patterns(
-            ["*.json", "*.safetensors", "tokenizer*", "*.jinja"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        )
-        .progress(Bar(bar))
-        .send()
-        .with_context(|| format!("cannot download {repo}"))?;
-    println!("{}", path.display());
+    let path = download(&request, &mut |p| match p {
+        Progress::Total(n) => bar.set_length(n),
+        Progress::Done(n) => bar.set_position(n),
+    });
+    bar.finish_and_clear();
+    println!("{}", path?.display());
     Ok(())
-}
-
-#[cfg(not(feature = "download"))]
-fn fetch(repo: &str, _revision: &str) -> Result<()> {
-    anyhow::bail!(
-        "this build of hark cannot download (rebuild with `--features download`), or fetch {repo} with \
-         `huggingface-cli download {repo}`; hark finds it in the Hugging Face cache by its repo id"
-    )
 }

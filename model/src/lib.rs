@@ -16,6 +16,8 @@ pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod decoder;
+#[cfg(feature = "download")]
+pub mod download;
 pub mod embedded;
 pub mod encoder;
 pub mod error;
