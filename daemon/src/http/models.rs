@@ -41,7 +41,7 @@ fn model_object(name: &str) -> serde_json::Value {
 /// `GET /v1/models`.
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: Uri) -> Response {
     let result = guard(&state, &headers, &uri).and_then(|()| {
-        let name = &state.model().ok_or_else(loading)?.name;
+        let name = loaded_name(&state)?;
         Ok(axum::Json(json!({"object": "list", "data": [model_object(name)]})).into_response())
     });
     record(ENDPOINT, result)
@@ -55,8 +55,8 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Response {
     let result = guard(&state, &headers, &uri).and_then(|()| {
-        let name = &state.model().ok_or_else(loading)?.name;
-        if *name != id {
+        let name = loaded_name(&state)?;
+        if name != id {
             return Err(ApiError::model_not_found(&id));
         }
         Ok(axum::Json(model_object(name)).into_response())
@@ -64,6 +64,10 @@ pub async fn show(
     record(ENDPOINT, result)
 }
 
-fn loading() -> ApiError {
-    ApiError::unavailable("model_loading", "the model is still loading", 5)
+/// The loaded model's name ([`guard`] has checked that there is one).
+fn loaded_name(state: &AppState) -> Result<&str, ApiError> {
+    state
+        .model()
+        .map(|m| m.name.as_str())
+        .ok_or_else(|| ApiError::internal("the model is not loaded"))
 }
