@@ -17,10 +17,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
+use hark_model::decoder::Logits;
 use hark_model::features::log_mel;
 use hark_model::nn::to_vec;
 use hark_model::packed_cache;
-use hark_model::text::Logits;
 use hark_model::{
     BackendKind, BackendTask, Checkpoint, Kernels, SpeechModel, Task, WeightsChoice, run_on,
 };
