@@ -18,5 +18,5 @@ for b in hark harkd hark-loadbench; do
     strip -o "$stage/$b" "$bin/$b"
 done
 mkdir -p "$(dirname "$out")"
-tar -C "$stage" -cf - hark harkd hark-loadbench | xz -9e --memlimit-compress=2GiB -T1 >"$out"
+tar -C "$stage" -cf - hark harkd hark-loadbench | xz -9 -T1 >"$out"
 echo "$out: $(du -h "$out" | cut -f1) (stripped: $(du -ch "$stage"/* | tail -n 1 | cut -f1))"
