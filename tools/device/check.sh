@@ -21,7 +21,7 @@
 #                         [--max-streams N] [--seconds S]
 #   tools/device/check.sh --dry-run-cpu --out DIR       # same steps on this CPU, small shapes
 #
-# The dry run (about a minute on 2 cores) checks the script itself: fixture checkpoints at f32
+# The dry run (about 25 s on 2 cores) checks the script itself: fixture checkpoints at f32
 # tolerances, `hark bench --config tiny`, `synthetic:tiny` with batching 4, at most 2 streams
 # of 3 s. tests/tests/device_check.rs runs it and the refusal without a GPU.
 #
