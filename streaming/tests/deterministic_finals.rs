@@ -197,3 +197,75 @@ async fn finals_do_not_depend_on_load() {
         assert_eq!(finals, reference, "pieces of {piece} samples");
     }
 }
+
+/// With batching on, the decoder rows of several streams share one pass (its row count
+/// depends on the load): finals must still equal the direct ones, i.e. the kernels give a row
+/// the same result at any batch size on this backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_finals_equal_direct_ones() {
+    use hark_streaming::batcher::Batcher;
+    use hark_streaming::engine::batched_stream_factory;
+
+    let model = demo_model();
+    let (_, cfg) = configs().remove(1);
+    let batcher = Batcher::start(model.clone(), 8, Duration::from_millis(3));
+    let engine = Engine::start(
+        batched_stream_factory(model.clone(), batcher.client()),
+        EngineConfig {
+            workers: 4,
+            ..EngineConfig::default()
+        },
+    );
+    let mut tasks = Vec::new();
+    for (i, name) in ["april", "numbers", "callback", "april", "lights", "numbers"]
+        .into_iter()
+        .enumerate()
+    {
+        let samples = clip(name);
+        let (reference, _) = finals_direct(
+            &model,
+            &StreamConfig {
+                partials: false,
+                ..cfg.clone()
+            },
+            &samples,
+            &[samples.len()],
+            |_| true,
+        );
+        let mut link = engine.open(cfg.clone()).unwrap();
+        let piece = [320usize, 777, 1_600, 4_001, 13, 16_000][i];
+        tasks.push(tokio::spawn(async move {
+            for chunk in samples.chunks(piece) {
+                link.push(chunk).await.unwrap();
+            }
+            link.close();
+            let mut finals = Vec::new();
+            while let Some(out) = tokio::time::timeout(Duration::from_secs(120), link.recv())
+                .await
+                .expect("no hang")
+            {
+                if let Output::Event {
+                    event: Event::Final(f),
+                    ..
+                } = out
+                {
+                    finals.push(key(&f));
+                }
+            }
+            (name, finals, reference)
+        }));
+    }
+    for t in tasks {
+        let (name, finals, reference) = t.await.unwrap();
+        assert_eq!(finals, reference, "{name}, batched");
+    }
+    let stats = batcher.stats();
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    let sequences = stats.sequences.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sequences > batches,
+        "passes of several streams were batched: {sequences} in {batches}"
+    );
+    drop(engine);
+    drop(batcher);
+}
