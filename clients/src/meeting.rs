@@ -65,6 +65,10 @@ pub fn run(args: MeetingArgs) -> Result<()> {
     // A transcript needs finals only; partials would cost the daemon decoding work.
     opts.partials = false;
     opts.reconnect_for = Duration::from_secs(args.reconnect_for);
+    if args.input.fast {
+        // A file sent faster than real time: the daemon must not call that lagging.
+        opts.source = hark_protocol::AudioSource::File;
+    }
 
     let input = AudioInput::start(&args.input, live::frame_for(args.input.fast))?;
     let source = input.description().to_owned();

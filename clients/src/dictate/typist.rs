@@ -1,9 +1,11 @@
 //! What to type: only committed text, each character once.
 //!
-//! The daemon's `committed` text never changes and only grows within a segment, and a final
-//! starts with its last partial's `committed`; so typing the new end of `committed` as it
-//! grows, and the rest of the final at the end, types every segment exactly once and never
-//! needs a backspace. Tentative text is never typed. Segments are joined by a space.
+//! The daemon's `committed` text only grows within a segment's partials, and a final nearly
+//! always starts with its last partial's `committed`; so typing the new end of `committed` as
+//! it grows, and the rest of the final at the end, types every segment once and never needs a
+//! backspace. A final is decoded from the audio alone and may, rarely, revise committed words;
+//! then the words already typed stay and the final's words after them are typed, so nothing
+//! of the segment is lost. Tentative text is never typed. Segments are joined by a space.
 
 use hark_protocol::{Final, Partial};
 
@@ -55,13 +57,32 @@ impl Typist {
         let new = match committed.strip_prefix(typed.as_str()) {
             Some(rest) => rest,
             None => {
-                // The protocol promises this never happens; typed text cannot be taken back,
-                // so say so and type nothing that would garble it further.
-                tracing::warn!(
-                    "segment {segment}: the server revised committed text ({typed:?} → \
-                     {committed:?}); not typing the difference"
+                // A final is decoded from the segment's audio alone and may revise committed
+                // words (protocol/README.md). Typed text cannot be taken back, so keep the
+                // words already typed and type the final's words after as many: a word the
+                // final replaced stays as typed, but none of the segment is lost.
+                let skip = typed.split_whitespace().count();
+                let rest = committed
+                    .split_whitespace()
+                    .skip(skip)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::info!(
+                    "segment {segment}: the final revised committed text ({typed:?} -> \
+                     {committed:?}); typing its words after the {skip} already typed"
                 );
-                return None;
+                self.open = Some((segment, committed.to_owned()));
+                if rest.is_empty() {
+                    return None;
+                }
+                let text = if typed.ends_with(char::is_whitespace) {
+                    rest
+                } else {
+                    format!(" {rest}")
+                };
+                self.typed_any = true;
+                self.ends_with_space = false;
+                return Some(text);
             }
         };
         // Nothing typed yet for this segment: wait for real words (never type on silence).
@@ -196,13 +217,23 @@ mod tests {
     }
 
     #[test]
-    fn a_revised_commit_is_not_typed_over() {
+    fn a_final_that_revises_a_commit_loses_no_words() {
         let mut t = Typist::new(false);
         assert_eq!(
-            t.partial(&partial(0, "Turn on", "")).as_deref(),
-            Some("Turn on")
+            t.partial(&partial(0, "it was a", "")).as_deref(),
+            Some("it was a")
         );
-        assert_eq!(t.final_(&final_(0, "Turn off the lights")), None);
+        assert_eq!(
+            t.final_(&final_(0, "it was over bright cold day"))
+                .as_deref(),
+            Some(" bright cold day")
+        );
+        // A revision with nothing new after the typed words types nothing.
+        assert_eq!(
+            t.partial(&partial(2, "Turn on", "")).as_deref(),
+            Some(" Turn on")
+        );
+        assert_eq!(t.final_(&final_(2, "Turn off")), None);
         // The next segment is typed normally.
         assert_eq!(t.final_(&final_(1, "Done.")).as_deref(), Some(" Done."));
     }
