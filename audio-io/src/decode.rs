@@ -73,12 +73,33 @@ pub fn decode_file(path: impl AsRef<Path>) -> Result<DecodedAudio, AudioError> {
         }
     })?;
     let extension = path.extension().and_then(|e| e.to_str());
-    guarded(|| decode_source(file, extension, path))
+    guarded(|| decode_source(file, extension, path, Limit(f64::INFINITY)))
 }
 
 /// Decodes audio held in memory (for example an upload received over the network).
 pub fn decode_bytes(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
-    guarded(|| decode_source(Cursor::new(bytes), None, Path::new("<memory>")))
+    decode_bytes_within(bytes, f64::INFINITY)
+}
+
+/// Decodes audio held in memory, refusing it ([`AudioError::TooLong`]) as soon as it is
+/// longer than `max_seconds`. A few megabytes of a low-bitrate compressed stream can hold
+/// days of audio; this stops decoding at the limit instead of after gigabytes.
+pub fn decode_bytes_within(bytes: &[u8], max_seconds: f64) -> Result<DecodedAudio, AudioError> {
+    let limit = Limit(max_seconds);
+    guarded(|| decode_source(Cursor::new(bytes), None, Path::new("<memory>"), limit))
+}
+
+/// The longest audio a decode accepts.
+#[derive(Debug, Clone, Copy)]
+struct Limit(f64);
+
+impl Limit {
+    fn check(self, frames: u64, sample_rate: u32) -> Result<(), AudioError> {
+        if sample_rate > 0 && frames as f64 / f64::from(sample_rate) > self.0 {
+            return Err(AudioError::TooLong { limit_s: self.0 });
+        }
+        Ok(())
+    }
 }
 
 /// Turns a panic inside a third-party decoder into an error.
@@ -97,6 +118,7 @@ fn decode_source<'s, S: MediaSource + 's>(
     mut source: S,
     extension: Option<&str>,
     origin: &Path,
+    limit: Limit,
 ) -> Result<DecodedAudio, AudioError> {
     let io_err = |source| AudioError::Io {
         path: origin.to_path_buf(),
@@ -111,19 +133,19 @@ fn decode_source<'s, S: MediaSource + 's>(
         ));
     }
     if n == head.len() && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE" {
-        let hound_said = match decode_wav(BufReader::new(&mut source), origin)? {
+        let hound_said = match decode_wav(BufReader::new(&mut source), origin, limit)? {
             Ok(audio) => return Ok(audio),
             Err(reason) => reason,
         };
         // A WAV variant hound does not read (A-law, ADPCM, 64-bit float, ...): let symphonia
         // try, and keep hound's explanation if symphonia cannot even parse it.
         source.seek(SeekFrom::Start(0)).map_err(io_err)?;
-        return decode_symphonia(Box::new(source), extension, origin).map_err(|e| match e {
+        return decode_symphonia(Box::new(source), extension, origin, limit).map_err(|e| match e {
             AudioError::UnknownFormat(_) => hound_said,
             other => other,
         });
     }
-    decode_symphonia(Box::new(source), extension, origin)
+    decode_symphonia(Box::new(source), extension, origin, limit)
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -144,6 +166,7 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 fn decode_wav<R: Read>(
     reader: R,
     origin: &Path,
+    limit: Limit,
 ) -> Result<Result<DecodedAudio, AudioError>, AudioError> {
     let mut reader = EofTracking {
         inner: reader,
@@ -171,6 +194,8 @@ fn decode_wav<R: Read>(
     }
     let channels = usize::from(spec.channels);
     let declared = wav.len() as usize;
+    // WAV declares its length exactly: refuse before decoding anything.
+    limit.check((declared / channels.max(1)) as u64, spec.sample_rate)?;
     let mut samples = Vec::with_capacity(declared.min(MAX_RESERVE));
 
     let result = match spec.sample_format {
@@ -243,6 +268,7 @@ fn decode_symphonia<'s>(
     source: Box<dyn MediaSource + 's>,
     extension: Option<&str>,
     origin: &Path,
+    limit: Limit,
 ) -> Result<DecodedAudio, AudioError> {
     let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
@@ -323,6 +349,7 @@ fn decode_symphonia<'s>(
         }
         decoded.copy_to_vec_interleaved(&mut scratch);
         samples.extend_from_slice(&scratch);
+        limit.check((samples.len() / this.1.max(1)) as u64, this.0)?;
     }
 
     let (sample_rate, channels) = layout.unwrap_or((

@@ -50,6 +50,12 @@ pub enum AudioError {
     /// The stream declares a sample rate of zero.
     #[error("audio declares a sample rate of 0 Hz")]
     ZeroSampleRate,
+    /// The audio is longer than the caller accepts (decoding stopped there).
+    #[error("the audio is longer than {limit_s} s")]
+    TooLong {
+        /// The limit, in seconds.
+        limit_s: f64,
+    },
     /// The stream decodes to no samples at all.
     #[error("audio contains no samples")]
     Empty,

@@ -51,7 +51,7 @@ pub use convert::{
     MAX_INPUT_RATE, MIN_INPUT_RATE, StreamConverter, TARGET_RATE, expected_output_len,
     load_mono_16k, to_mono_16k,
 };
-pub use decode::{DecodedAudio, decode_bytes, decode_file};
+pub use decode::{DecodedAudio, decode_bytes, decode_bytes_within, decode_file};
 pub use error::AudioError;
 pub use ring::{RingConsumer, RingProducer, audio_ring};
 pub use wav::write_wav_16k_mono;

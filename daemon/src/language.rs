@@ -1,84 +1,11 @@
-//! BCP 47 language tags (the wire format) to the language names Gemma's instruction uses.
-//!
-//! The prompt says "Transcribe the following speech segment in French into French text", so
-//! the daemon needs the English name of the language. Only the primary subtag matters
-//! (`pt-BR` and `pt-PT` are both Portuguese).
+//! Languages for the daemon's endpoints: the one table in `hark_model::language` (BCP 47 tags
+//! and the English names Gemma's instruction uses), shared with `hark`.
 
-/// Primary subtags Hark knows, with the name used in the instruction.
-const LANGUAGES: &[(&str, &str)] = &[
-    ("af", "Afrikaans"),
-    ("ar", "Arabic"),
-    ("bg", "Bulgarian"),
-    ("bn", "Bengali"),
-    ("ca", "Catalan"),
-    ("cs", "Czech"),
-    ("cy", "Welsh"),
-    ("da", "Danish"),
-    ("de", "German"),
-    ("el", "Greek"),
-    ("en", "English"),
-    ("es", "Spanish"),
-    ("et", "Estonian"),
-    ("eu", "Basque"),
-    ("fa", "Persian"),
-    ("fi", "Finnish"),
-    ("fil", "Filipino"),
-    ("fr", "French"),
-    ("ga", "Irish"),
-    ("gl", "Galician"),
-    ("gu", "Gujarati"),
-    ("he", "Hebrew"),
-    ("hi", "Hindi"),
-    ("hr", "Croatian"),
-    ("hu", "Hungarian"),
-    ("id", "Indonesian"),
-    ("is", "Icelandic"),
-    ("it", "Italian"),
-    ("ja", "Japanese"),
-    ("kn", "Kannada"),
-    ("ko", "Korean"),
-    ("lt", "Lithuanian"),
-    ("lv", "Latvian"),
-    ("ml", "Malayalam"),
-    ("mr", "Marathi"),
-    ("ms", "Malay"),
-    ("nb", "Norwegian"),
-    ("nl", "Dutch"),
-    ("no", "Norwegian"),
-    ("pa", "Punjabi"),
-    ("pl", "Polish"),
-    ("pt", "Portuguese"),
-    ("ro", "Romanian"),
-    ("ru", "Russian"),
-    ("sk", "Slovak"),
-    ("sl", "Slovenian"),
-    ("sr", "Serbian"),
-    ("sv", "Swedish"),
-    ("sw", "Swahili"),
-    ("ta", "Tamil"),
-    ("te", "Telugu"),
-    ("th", "Thai"),
-    ("tl", "Filipino"),
-    ("tr", "Turkish"),
-    ("uk", "Ukrainian"),
-    ("ur", "Urdu"),
-    ("vi", "Vietnamese"),
-    ("zh", "Chinese"),
-];
+pub use hark_model::language::language_name;
 
-/// The instruction name of a language tag (`"pt-BR"` → `"Portuguese"`), or `None` when the
-/// primary subtag is not one Hark knows. Case-insensitive, as BCP 47 is.
-pub fn language_name(tag: &str) -> Option<&'static str> {
-    let primary = tag.split('-').next()?.to_ascii_lowercase();
-    LANGUAGES
-        .binary_search_by(|(code, _)| code.cmp(&primary.as_str()))
-        .ok()
-        .map(|i| LANGUAGES[i].1)
-}
-
-/// Every known primary subtag, for error messages.
+/// Every known primary subtag, for error messages and Wyoming's `info`.
 pub fn known_tags() -> impl Iterator<Item = &'static str> {
-    LANGUAGES.iter().map(|(code, _)| *code)
+    hark_model::language::known_languages().map(|(tag, _)| tag)
 }
 
 #[cfg(test)]
@@ -86,17 +13,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_is_sorted_for_binary_search() {
-        assert!(LANGUAGES.windows(2).all(|w| w[0].0 < w[1].0));
-    }
-
-    #[test]
-    fn primary_subtag_decides() {
-        assert_eq!(language_name("en"), Some("English"));
+    fn the_daemon_knows_the_same_languages_as_the_model_crate() {
         assert_eq!(language_name("pt-BR"), Some("Portuguese"));
-        assert_eq!(language_name("ZH-Hant-TW"), Some("Chinese"));
-        assert_eq!(language_name("fil"), Some("Filipino"));
         assert_eq!(language_name("xx"), None);
-        assert_eq!(language_name(""), None);
+        assert!(known_tags().any(|t| t == "fil"));
+        assert_eq!(
+            known_tags().count(),
+            hark_model::language::known_languages().count()
+        );
     }
 }

@@ -68,18 +68,11 @@ async fn handle(
         .map_err(|e| ApiError::invalid("invalid_multipart", None, e.to_string()))?;
     let form = AudioForm::from_parts(parts)?;
     let (task, language) = task(state, &form, kind)?;
-    let samples = decode(form.file.clone()).await?;
     let longest = u64::from(state.limits.max_session_s);
+    let samples = decode(form.file.clone(), longest).await?;
     let seconds = samples.len() as f64 / hark_model::SAMPLE_RATE as f64;
     if longest > 0 && seconds > longest as f64 {
-        return Err(ApiError::invalid(
-            "audio_too_long",
-            Some("file"),
-            format!(
-                "the audio is {seconds:.0} s long; this server takes at most {longest} s \
-                 (limits.max_session_s)"
-            ),
-        ));
+        return Err(too_long(Some(seconds), longest));
     }
     let permit = state.admit_now().map_err(|r| refused(state, r))?;
     let endpoint = match kind {
@@ -144,19 +137,40 @@ fn task(state: &AppState, form: &AudioForm, kind: Kind) -> Result<(Task, String)
     })
 }
 
-/// The upload as 16 kHz mono, decoded off the async threads.
-async fn decode(file: Bytes) -> Result<Vec<f32>, ApiError> {
+/// An upload longer than a session may be (`limits.max_session_s`).
+fn too_long(seconds: Option<f64>, longest: u64) -> ApiError {
+    let length = seconds.map_or("longer than that".to_owned(), |s| format!("{s:.0} s long"));
+    ApiError::invalid(
+        "audio_too_long",
+        Some("file"),
+        format!(
+            "the audio is {length}; this server takes at most {longest} s (limits.max_session_s)"
+        ),
+    )
+}
+
+/// The upload as 16 kHz mono, decoded off the async threads. Decoding stops as soon as the
+/// audio passes `longest` seconds (0: no limit), so a small, highly compressed upload cannot
+/// decode into gigabytes.
+async fn decode(file: Bytes, longest: u64) -> Result<Vec<f32>, ApiError> {
+    let limit = if longest > 0 {
+        longest as f64
+    } else {
+        f64::INFINITY
+    };
     let decoded = tokio::task::spawn_blocking(move || {
-        hark_audio_io::decode_bytes(&file).and_then(|a| hark_audio_io::to_mono_16k(&a))
+        hark_audio_io::decode_bytes_within(&file, limit)
+            .and_then(|a| hark_audio_io::to_mono_16k(&a))
     })
     .await
     .map_err(|_| ApiError::internal("the audio decoder stopped unexpectedly"))?;
-    let samples = decoded.map_err(|e| {
-        ApiError::invalid(
+    let samples = decoded.map_err(|e| match e {
+        hark_audio_io::AudioError::TooLong { .. } => too_long(None, longest),
+        e => ApiError::invalid(
             "invalid_value",
             Some("file"),
             format!("the file could not be decoded as audio: {e}"),
-        )
+        ),
     })?;
     if samples.is_empty() {
         return Err(ApiError::invalid(
