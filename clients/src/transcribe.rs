@@ -236,8 +236,8 @@ fn document(file: &std::path::Path, model: &str, audio_s: f64, segments: Vec<Seg
     )
 }
 
-/// Feed a clip through the streaming engine in chunks of `chunk_ms`, as fast as possible or
-/// paced at real time; the finals, in order.
+/// Feed a clip through the streaming engine (one worker, as harkd runs it) in chunks of
+/// `chunk_ms`, as fast as possible or paced at real time; the finals, in order.
 pub fn stream_file<B: Backend>(
     model: &std::sync::Arc<hark_model::SpeechModel<B>>,
     cfg: hark_streaming::StreamConfig,
@@ -245,29 +245,54 @@ pub fn stream_file<B: Backend>(
     chunk_ms: u32,
     realtime: bool,
 ) -> Result<Vec<hark_streaming::Final>> {
-    let mut stream = hark_streaming::Stream::new(model.clone(), cfg)?;
-    let chunk = (chunk_ms as usize * SAMPLE_RATE as usize / 1000).max(1);
-    let started = std::time::Instant::now();
-    let mut events = Vec::new();
-    for (i, piece) in samples.chunks(chunk).enumerate() {
-        if realtime {
-            // Chunk i is available once its last sample has been "spoken".
-            let due =
-                std::time::Duration::from_secs_f64(((i + 1) * chunk) as f64 / SAMPLE_RATE as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
+    use hark_streaming::engine::{Engine, EngineConfig, Output, stream_factory};
+    let engine = Engine::start(
+        stream_factory(model.clone()),
+        EngineConfig {
+            chunk_ms,
+            ..Default::default()
+        },
+    );
+    let mut link = engine.open(cfg)?;
+    // The link's push waits on the worker through tokio; nothing else runs on this thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("cannot start the stream's runtime")?;
+    runtime.block_on(async {
+        let chunk = (chunk_ms as usize * SAMPLE_RATE as usize / 1000).max(1);
+        let started = tokio::time::Instant::now();
+        for (i, piece) in samples.chunks(chunk).enumerate() {
+            if realtime {
+                // Chunk i is available once its last sample has been "spoken".
+                let due = std::time::Duration::from_secs_f64(
+                    ((i + 1) * chunk) as f64 / SAMPLE_RATE as f64,
+                );
+                tokio::time::sleep_until(started + due).await;
+            }
+            // A refused push means the stream failed: its error event is among the outputs.
+            if link.push(piece).await.is_err() {
+                break;
             }
         }
-        stream.push(piece, true, &mut events)?;
-    }
-    stream.close(&mut events);
-    Ok(events
-        .into_iter()
-        .filter_map(|e| match e {
-            hark_streaming::Event::Final(f) => Some(f),
-            _ => None,
-        })
-        .collect())
+        link.close();
+        let mut finals = Vec::new();
+        while let Some(output) = link.recv().await {
+            match output {
+                Output::Event {
+                    event: hark_streaming::Event::Final(f),
+                    ..
+                } => finals.push(f),
+                Output::Event {
+                    event: hark_streaming::Event::Error { code, message },
+                    ..
+                } => bail!("{message} ({code:?})"),
+                Output::Event { .. } | Output::Flushed { .. } => {}
+                Output::Finished { .. } => return Ok(finals),
+            }
+        }
+        bail!("the streaming engine dropped the stream")
+    })
 }
 
 /// The finals' text, joined.

@@ -4,7 +4,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{clip_text, demo_model, hark, json_lines, repo, run_err, run_ok};
+use common::{
+    assert_says, clip, clip_text, clip_words, demo_model, hark, json_lines, repo, run_err, run_ok,
+};
 
 fn golden_ids(model: &str, clip: &str) -> Vec<u32> {
     let bytes =
@@ -213,6 +215,30 @@ fn streamed_transcription_without_vad_equals_offline() {
             );
             assert_eq!(streamed, offline, "chunk {chunk} ms");
         }
+    }
+}
+
+/// `--stream-chunk-ms` runs the file through harkd's serving engine (its worker logs every
+/// stream it opens), and the finals equal the offline text.
+#[test]
+fn streamed_transcription_goes_through_the_serving_engine() {
+    let numbers = clip("numbers.wav");
+    let (offline, _) = run_ok(hark().args(["transcribe", "--no-vad"]).arg(&numbers));
+    let (streamed, stderr) = run_ok(
+        hark()
+            .env("HARK_LOG", "hark_streaming=debug")
+            .args(["transcribe", "--no-vad", "--stream-chunk-ms", "200"])
+            .arg(&numbers),
+    );
+    assert_eq!(streamed, offline);
+    assert!(!streamed.trim().is_empty());
+    assert_eq!(
+        stderr.matches("engine: stream opened").count(),
+        1,
+        "{stderr}"
+    );
+    if demo_model().is_some() {
+        assert_says(&streamed, &clip_words("numbers.wav"));
     }
 }
 

@@ -183,6 +183,7 @@ impl Engine {
             .send(Command::Open(Box::new(slot)))
             .map_err(|_| OpenError::ShuttingDown)?;
         thread.unpark();
+        tracing::debug!(stream = id, worker = index, "engine: stream opened");
         Ok(StreamLink::new(
             id,
             index,
