@@ -16,6 +16,7 @@ use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use hark_model::speech::DumpTensors;
 use hark_model::{Checkpoint, GenerateOptions, SpeechModel, Task, WeightDtype};
+use hark_testkit::similarity::Similarity;
 use safetensors::SafeTensors;
 
 fn fixtures() -> PathBuf {
@@ -112,22 +113,12 @@ fn compare(
         "{stage}: reference has {} values, need {rows}×{width}",
         want.len()
     );
-    let (g, w) = (&got[..rows * width], &want[..rows * width]);
-    let (mut dot, mut gg, mut ww, mut max_d, mut max_w) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for (&a, &b) in g.iter().zip(w) {
-        let (a, b) = (a as f64, b as f64);
-        dot += a * b;
-        gg += a * a;
-        ww += b * b;
-        max_d = max_d.max((a - b).abs());
-        max_w = max_w.max(b.abs());
-    }
-    let cosine = if gg == 0.0 && ww == 0.0 {
-        1.0
-    } else {
-        dot / (gg.sqrt() * ww.sqrt())
-    };
-    let rel = if max_w == 0.0 { max_d } else { max_d / max_w };
+    let n = rows * width;
+    let Similarity {
+        cosine,
+        max_abs_diff: max_d,
+        rel_max_diff: rel,
+    } = Similarity::of(&got[..n], &want[..n]);
     assert!(
         cosine >= tol.cosine,
         "{stage}: cosine {cosine} < {}",
@@ -135,7 +126,7 @@ fn compare(
     );
     assert!(
         rel <= tol.rel_max,
-        "{stage}: max |Δ| = {max_d} is {rel} of max |ref| {max_w} (> {})",
+        "{stage}: max |Δ| = {max_d} is {rel} of max |ref| (> {})",
         tol.rel_max
     );
     (cosine, rel)

@@ -20,6 +20,7 @@ use hark_model::quant::GgmlType;
 use hark_model::speech::DumpTensors;
 use hark_model::weights::Matrix;
 use hark_model::{Checkpoint, LoadError, SpeechModel, Task, WeightDtype};
+use hark_testkit::similarity::Similarity;
 use safetensors::SafeTensors;
 
 const CLIPS: [&str; 2] = ["hello", "lights"];
@@ -79,31 +80,17 @@ impl Golden {
 
 /// Cosine similarity (1 for two zero vectors).
 fn cosine(got: &[f32], want: &[f32]) -> f64 {
-    let (mut dot, mut gg, mut ww) = (0f64, 0f64, 0f64);
-    for (&a, &b) in got.iter().zip(want) {
-        let (a, b) = (a as f64, b as f64);
-        dot += a * b;
-        gg += a * a;
-        ww += b * b;
-    }
-    if gg == 0.0 && ww == 0.0 {
-        1.0
-    } else {
-        dot / (gg.sqrt() * ww.sqrt())
-    }
+    Similarity::of(got, want).cosine
 }
 
 /// Cosine and max |Δ| / max |reference| of the first `n` values; asserts the tolerances.
 fn compare(stage: &str, got: &[f32], want: &[f32], n: usize) -> (f64, f64) {
     assert!(got.len() >= n && want.len() >= n, "{stage}: too few values");
-    let (mut max_d, mut max_w) = (0f64, 0f64);
-    for (&a, &b) in got[..n].iter().zip(&want[..n]) {
-        let (a, b) = (a as f64, b as f64);
-        max_d = max_d.max((a - b).abs());
-        max_w = max_w.max(b.abs());
-    }
-    let cosine = cosine(&got[..n], &want[..n]);
-    let rel = if max_w == 0.0 { max_d } else { max_d / max_w };
+    let Similarity {
+        cosine,
+        rel_max_diff: rel,
+        ..
+    } = Similarity::of(&got[..n], &want[..n]);
     assert!(cosine >= COSINE, "{stage}: cosine {cosine} < {COSINE}");
     assert!(
         rel <= REL_MAX,

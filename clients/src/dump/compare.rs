@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use hark_model::speech::DumpTensors;
+use hark_testkit::similarity::Similarity;
 use safetensors::{Dtype, SafeTensors};
 use serde::Serialize;
 
@@ -165,28 +166,14 @@ fn stage(
         "{name}: reference has {} values, need {n}",
         want.len()
     );
-    let (mut dot, mut gg, mut ww, mut max_d, mut max_w) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for (&a, &b) in got[..n].iter().zip(&want[..n]) {
-        let (a, b) = (f64::from(a), f64::from(b));
-        dot += a * b;
-        gg += a * a;
-        ww += b * b;
-        max_d = max_d.max((a - b).abs());
-        max_w = max_w.max(b.abs());
-    }
-    let cosine = if gg == 0.0 && ww == 0.0 {
-        1.0
-    } else {
-        dot / (gg.sqrt() * ww.sqrt())
-    };
-    let rel = if max_w == 0.0 { max_d } else { max_d / max_w };
+    let s = Similarity::of(&got[..n], &want[..n]);
     Ok(StageReport {
         stage: name.to_owned(),
         // NaN fails both bounds: a NaN activation is a failure, not a pass.
-        ok: cosine >= tol.cosine && rel <= tol.rel_max,
-        cosine,
-        max_abs_diff: max_d,
-        rel_max_diff: rel,
+        ok: s.within(tol.cosine, tol.rel_max),
+        cosine: s.cosine,
+        max_abs_diff: s.max_abs_diff,
+        rel_max_diff: s.rel_max_diff,
     })
 }
 
