@@ -1,22 +1,29 @@
-//! `hark bench --stream`: one stream through the real streaming engine (`hark_streaming::Stream`,
-//! as harkd runs it), fed as fast as the CPU allows, timed against a simulated real-time clock.
+//! `hark bench --stream`: one stream through the serving engine (`hark_streaming::engine`, one
+//! worker, as harkd runs it), fed as fast as the CPU allows, timed against a simulated
+//! real-time clock.
 //!
-//! Chunk `i` "arrives" when its audio would have been captured, `(i + 1) · chunk`; the engine
-//! starts on it at `max(arrival, previous chunk done)`. Events are stamped with the time their
-//! chunk is done, so the latencies are what a real-time client would see, without waiting for
-//! real time. Partials are skipped while the stream is behind, as harkd's scheduler does.
+//! Chunk `i` "arrives" when its audio would have been captured, `(i + 1) · chunk`. Whenever
+//! the engine has caught up, every chunk that has arrived by then (on the simulated clock) is
+//! pushed at once, so a stream behind real time has a backlog and the engine sheds its
+//! partials by its own rule. Each chunk is stamped with the simulated time the engine finished
+//! it, and each event with its chunk's stamp, so the latencies are what a real-time client
+//! would see, without waiting for real time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use hark_model::{SAMPLE_RATE, SpeechModel};
-use hark_streaming::{Event, Stream, StreamConfig};
+use hark_streaming::engine::{Engine, EngineConfig, Output, StreamLink, stream_factory};
+use hark_streaming::{Event, StreamConfig};
 use serde::Serialize;
 
 /// Audio per pushed chunk.
 pub const CHUNK_MS: u64 = 320;
+
+/// How often the bench looks whether the engine has caught up.
+const POLL: Duration = Duration::from_micros(200);
 
 /// One streaming run.
 #[derive(Debug, Clone, Serialize)]
@@ -50,50 +57,86 @@ pub fn run<B: Backend>(
     let end_s = 1.0 + speech.len() as f64 / rate as f64;
     let audio_s = audio.len() as f64 / rate as f64;
 
-    let defaults = StreamConfig::default();
-    let mut stream = Stream::new(
-        model.clone(),
-        StreamConfig {
-            vad: if vad { defaults.vad.clone() } else { None },
-            partials: true,
-            max_new_tokens,
-            ..defaults
+    let engine = Engine::start(
+        stream_factory(model.clone()),
+        EngineConfig {
+            chunk_ms: CHUNK_MS as u32,
+            ..Default::default()
         },
-    )?;
+    );
+    let defaults = StreamConfig::default();
+    let mut link = engine.open(StreamConfig {
+        vad: if vad { defaults.vad.clone() } else { None },
+        partials: true,
+        max_new_tokens,
+        ..defaults
+    })?;
+    // The link's push waits on the worker through tokio; nothing else runs on this thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("cannot start the stream's runtime")?;
+
     let chunk = CHUNK_MS as usize * rate / 1000;
+    let pieces: Vec<&[f32]> = audio.chunks(chunk).collect();
+    let arrival =
+        |i: usize| Duration::from_secs_f64(((i * chunk + pieces[i].len()) as f64) / rate as f64);
+    let mut done_at = vec![Duration::ZERO; pieces.len()]; // simulated time each chunk was done
     let mut clock = Duration::ZERO; // simulated time at which the engine is free
     let mut compute = Duration::ZERO;
     let mut max_lag = Duration::ZERO;
-    let (mut first_partial, mut last_final) = (None::<Duration>, None::<Duration>);
-    let (mut partials, mut finals) = (0, 0);
-    let mut events = Vec::new();
-    let pieces = audio.chunks(chunk).count();
-    for (i, piece) in audio.chunks(chunk).enumerate() {
-        let arrival = Duration::from_secs_f64(((i * chunk + piece.len()) as f64) / rate as f64);
-        let behind = clock > arrival;
-        max_lag = max_lag.max(clock.saturating_sub(arrival));
-        let start = clock.max(arrival);
-        events.clear();
+    let mut outputs = Vec::new();
+    let mut next = 0;
+    while next < pieces.len() {
+        clock = clock.max(arrival(next));
+        let first = next;
+        while next < pieces.len() && arrival(next) <= clock {
+            max_lag = max_lag.max(clock - arrival(next));
+            if runtime.block_on(link.push(pieces[next])).is_err() {
+                take_outputs(&mut link, &mut outputs)?;
+                bail!("the streaming engine dropped the stream");
+            }
+            next += 1;
+        }
         let t = Instant::now();
-        stream.push(piece, !behind, &mut events)?;
-        if i + 1 == pieces {
-            stream.close(&mut events);
+        if next == pieces.len() {
+            link.close();
+        }
+        let mut stamped = first;
+        loop {
+            // A chunk is done once the engine has processed its last sample.
+            while stamped < next - 1 && link.processed() >= ((stamped + 1) * chunk) as u64 {
+                done_at[stamped] = clock + t.elapsed();
+                stamped += 1;
+            }
+            let finished = take_outputs(&mut link, &mut outputs)?;
+            // The last chunk is done with the stream: its finals come before `Finished`.
+            if finished || (next < pieces.len() && link.processed() >= link.pushed()) {
+                break;
+            }
+            std::thread::sleep(POLL);
         }
         let spent = t.elapsed();
+        done_at[next - 1] = clock + spent;
         compute += spent;
-        clock = start + spent;
-        for e in &events {
-            match e {
-                Event::Partial(_) => {
-                    partials += 1;
-                    first_partial.get_or_insert(clock);
-                }
-                Event::Final(_) => {
-                    finals += 1;
-                    last_final = Some(clock);
-                }
-                _ => {}
+        clock += spent;
+    }
+
+    let (mut partials, mut finals) = (0, 0);
+    let (mut first_partial, mut last_final) = (None::<Duration>, None::<Duration>);
+    for (event, position) in outputs {
+        // The chunk whose last sample is at `position` (close's finals: the last chunk).
+        let at = done_at[(position as usize).div_ceil(chunk).clamp(1, pieces.len()) - 1];
+        match event {
+            Event::Partial(_) => {
+                partials += 1;
+                first_partial.get_or_insert(at);
             }
+            Event::Final(_) => {
+                finals += 1;
+                last_final = Some(at);
+            }
+            _ => {}
         }
     }
     let ms_after = |at: Option<Duration>, from_s: f64| at.map(|d| (d.as_secs_f64() - from_s) * 1e3);
@@ -107,6 +150,25 @@ pub fn run<B: Backend>(
         partials,
         finals,
     })
+}
+
+/// Moves the stream's ready outputs into `outputs` as (event, position); whether the stream
+/// has finished. A failed stream is an error (the engine sends its error event last).
+fn take_outputs(link: &mut StreamLink, outputs: &mut Vec<(Event, u64)>) -> Result<bool> {
+    while let Some(output) = link.try_recv() {
+        match output {
+            Output::Event {
+                event: Event::Error { code, message },
+                ..
+            } => bail!("{message} ({code:?})"),
+            Output::Event {
+                event, position, ..
+            } => outputs.push((event, position)),
+            Output::Flushed { .. } => {}
+            Output::Finished { .. } => return Ok(true),
+        }
+    }
+    Ok(false)
 }
 
 /// The runs as table rows.
