@@ -1,5 +1,6 @@
 //! The serving engine: worker threads that run every stream's model work. harkd's sessions
-//! (every protocol) feed it and only translate its outputs into messages.
+//! (every protocol) feed it and only translate its outputs into messages; hark's streaming
+//! paths (`transcribe --stream-chunk-ms`, `eval`, `bench --stream`) feed it a file.
 //!
 //! A front end opens a [`StreamLink`] to one worker thread: 16 kHz audio goes in through a
 //! lock-free SPSC ring, [`Output`]s come back through a channel. A worker serves its streams
