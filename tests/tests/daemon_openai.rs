@@ -381,3 +381,90 @@ async fn beta_interface_and_other_rates() {
     let second = &of_type(&events2, "input_audio_buffer.committed")[0];
     assert_eq!(second["previous_item_id"], first);
 }
+
+/// A realtime connection takes a session slot only with its first audio: sockets that connect
+/// and never append hold none, and are closed after `start_timeout_s`; the first append on a
+/// full server is answered `server_busy` and closed with 1013.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_append_hold_no_slot_and_are_closed() {
+    use hark_tests::native::{self, Pace};
+    use std::time::{Duration, Instant};
+
+    let harkd = Harkd::builder()
+        .args(["--max-sessions", "2", "--start-timeout-s", "3"])
+        .start();
+    let url = harkd.ws_url("/v1/realtime?intent=transcription");
+    let began = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        let mut c = Client::connect_with(&url, &[]).await;
+        assert_eq!(c.event().await["type"], "session.created");
+        // Configuring takes no slot either.
+        c.send(
+            json!({"type": "session.update", "session": {"type": "transcription",
+            "audio": {"input": {"transcription": {"language": "en"}}}}}),
+        )
+        .await;
+        assert_eq!(c.event().await["type"], "session.updated");
+        idle.push(c);
+    }
+    let health = harkd.get("/healthz", &[]).body;
+    assert!(health.contains("\"sessions\":0"), "{health}");
+
+    // A native client is still served while the 64 are connected.
+    let native_url = harkd.ws_url("/v1/listen");
+    let clip = Clip::fixture("fox");
+    let mut start = native::start(clip.rate, clip.channels);
+    start.endpointing_ms = Some(0);
+    start.partials = false;
+    let mut legit = native::Client::connect(&native_url).await;
+    legit.start(&start).await;
+    let health = harkd.get("/healthz", &[]).body;
+    assert!(health.contains("\"sessions\":1"), "{health}");
+    legit.send_clip(&clip, 100, Pace::Fast).await;
+    let t = legit.close_and_collect().await;
+    assert!(t.errors().iter().all(|e| !e.fatal), "{:?}", t.errors());
+    assert!(!t.finals().is_empty(), "{:?}", t.messages);
+
+    // Admitted at connect while there was room; refused at its first append once two
+    // native sessions hold both slots.
+    let freed = Instant::now() + Duration::from_secs(5);
+    while !harkd.get("/healthz", &[]).body.contains("\"sessions\":0") {
+        assert!(Instant::now() < freed, "the native session kept its slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut late = Client::connect_with(&url, &[]).await;
+    assert_eq!(late.event().await["type"], "session.created");
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut h = native::Client::connect(&native_url).await;
+        h.start(&start).await;
+        holders.push(h);
+    }
+    late.append(&at_24k("fox")[..2_400]).await;
+    let (events, code) = late.until_close().await;
+    let errors = of_type(&events, "error");
+    assert_eq!(errors.len(), 1, "{events:?}");
+    assert_eq!(errors[0]["error"]["code"], "server_busy");
+    assert_eq!(code, Some(1013));
+    for mut h in holders {
+        assert_eq!(h.close_and_collect().await.kinds(), ["closed"]);
+    }
+
+    // The 64 are closed at the deadline with a coded error (keepalive-free, configured or
+    // not), not kept to the idle timeout.
+    for c in &mut idle {
+        let (events, code) = c.until_close().await;
+        let errors = of_type(&events, "error");
+        assert_eq!(errors.len(), 1, "{events:?}");
+        assert_eq!(errors[0]["error"]["code"], "idle_timeout");
+        let message = errors[0]["error"]["message"].as_str().unwrap();
+        assert!(message.contains("input_audio_buffer.append"), "{message}");
+        assert!(code.is_some(), "no close frame");
+    }
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "closing the idle sockets took {took:?}"
+    );
+}

@@ -279,6 +279,10 @@ trait Dispatch {
     fn start_deadline(&self) -> Option<(Instant, u32)> {
         None
     }
+    /// The message that starts a session (for the start-timeout error).
+    fn what_starts(&self) -> &'static str {
+        "`start`"
+    }
     /// Handle a client frame.
     async fn on_frame(&mut self, msg: Message) -> Result<(), Self::End>;
     /// Handle the stream's next output (`None`: the stream stopped).
@@ -335,7 +339,10 @@ async fn dispatch<S: Dispatch>(session: &mut S, stream: &mut SplitStream<WebSock
             Wake::StartTimeout(limit_s) => Err(session
                 .finish(
                     ErrorCode::IdleTimeout,
-                    &format!("no `start` within {limit_s} s of connecting"),
+                    &format!(
+                        "no {} within {limit_s} s of connecting",
+                        session.what_starts()
+                    ),
                 )
                 .await),
             Wake::Output(output) => session.on_output(output).await,

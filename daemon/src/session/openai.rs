@@ -70,32 +70,35 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, authorized: bool, be
     } else {
         None
     };
+    // A full server says so at once, but a slot is taken only by the first audio: sockets
+    // that never append hold none (and are closed after `start_timeout_s`).
     let admitted = match refusal {
         Some(err) => Err(err),
-        None => state.admit_now().map_err(|refusal| match refusal {
-            Refusal::Busy => ProtocolError::new(
-                ErrorCode::ServerBusy,
-                format!("all {} stream slots are in use", state.config.max_sessions),
-            ),
-            Refusal::Loading => {
-                ProtocolError::new(ErrorCode::ServerBusy, "the model is still loading")
-            }
-            Refusal::ShuttingDown => {
-                ProtocolError::new(ErrorCode::ShuttingDown, "the server is stopping")
-            }
-        }),
+        None => state
+            .has_room()
+            .map_err(|refusal| refusal_error(&state, refusal)),
     };
-    let permit = match admitted {
-        Ok(permit) => permit,
-        Err(err) => {
-            metrics::counter!(m::SESSIONS_REFUSED, "reason" => err.code.as_str()).increment(1);
-            let session = Realtime::new(state, out, None, beta);
-            session.close_with(err, &mut stream).await;
-            return;
-        }
-    };
-    let session = Realtime::new(state, out, Some(permit), beta);
+    if let Err(err) = admitted {
+        metrics::counter!(m::SESSIONS_REFUSED, "reason" => err.code.as_str()).increment(1);
+        let session = Realtime::new(state, out, beta);
+        session.close_with(err, &mut stream).await;
+        return;
+    }
+    let session = Realtime::new(state, out, beta);
     session.serve(&mut stream).await;
+}
+
+fn refusal_error(state: &AppState, refusal: Refusal) -> ProtocolError {
+    match refusal {
+        Refusal::Busy => ProtocolError::new(
+            ErrorCode::ServerBusy,
+            format!("all {} stream slots are in use", state.config.max_sessions),
+        ),
+        Refusal::Loading => ProtocolError::new(ErrorCode::ServerBusy, "the model is still loading"),
+        Refusal::ShuttingDown => {
+            ProtocolError::new(ErrorCode::ShuttingDown, "the server is stopping")
+        }
+    }
 }
 
 /// One engine stream of the session.
@@ -130,7 +133,10 @@ struct EngineKey {
 struct Realtime {
     state: Arc<AppState>,
     out: Outbox,
-    _permit: Option<OwnedSemaphorePermit>,
+    /// The session slot, taken by the first audio.
+    permit: Option<OwnedSemaphorePermit>,
+    /// When a connection that has sent no audio is closed.
+    audio_by: Instant,
     id: String,
     beta: bool,
     config: TranscriptionConfig,
@@ -172,6 +178,16 @@ impl Dispatch for Realtime {
 
     fn last_frame(&mut self) -> &mut Instant {
         &mut self.last_frame
+    }
+
+    fn start_deadline(&self) -> Option<(Instant, u32)> {
+        self.permit
+            .is_none()
+            .then_some((self.audio_by, self.state.config.start_timeout_s))
+    }
+
+    fn what_starts(&self) -> &'static str {
+        "`input_audio_buffer.append`"
     }
 
     async fn on_frame(&mut self, msg: Message) -> Result<(), End> {
@@ -269,12 +285,7 @@ impl Dispatch for Realtime {
 }
 
 impl Realtime {
-    fn new(
-        state: Arc<AppState>,
-        out: Outbox,
-        permit: Option<OwnedSemaphorePermit>,
-        beta: bool,
-    ) -> Self {
+    fn new(state: Arc<AppState>, out: Outbox, beta: bool) -> Self {
         let model = state
             .model()
             .map(|m| m.name.clone())
@@ -283,7 +294,8 @@ impl Realtime {
         config.expires_at = expires_at(state.limits.max_session_s);
         Self {
             out,
-            _permit: permit,
+            permit: None,
+            audio_by: Instant::now() + Duration::from_secs(u64::from(state.config.start_timeout_s)),
             id: unique_id("sess"),
             beta,
             config,
@@ -469,6 +481,14 @@ impl Realtime {
 
     /// The stream taking audio, opened on first use with the current configuration.
     async fn current(&mut self) -> Result<&mut Link, End> {
+        if self.permit.is_none() {
+            let permit = self.state.admit_now().map_err(|refusal| {
+                let err = refusal_error(&self.state, refusal);
+                metrics::counter!(m::SESSIONS_REFUSED, "reason" => err.code.as_str()).increment(1);
+                End::Fatal(err)
+            })?;
+            self.permit = Some(permit);
+        }
         if self.links.back().is_none_or(|l| l.link.is_closed()) {
             let key = engine_key(&self.config, &self.state.config.default_language);
             let language = language_name(&key.language).unwrap_or("English");
