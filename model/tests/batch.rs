@@ -1,33 +1,14 @@
 //! A batched decoder pass over several sequences equals running them one by one.
 
-use std::path::Path;
-
 use burn::backend::Flex;
 use hark_model::decoder::{Logits, Request};
 use hark_model::features::log_mel;
 use hark_model::nn::to_vec;
-use hark_model::{Checkpoint, SpeechModel, Task, WeightDtype};
+use hark_model::{SpeechModel, Task, WeightDtype};
+use hark_testkit::fixtures::{self, clip};
 
 fn model(name: &str) -> SpeechModel<Flex> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/models")
-        .join(name);
-    SpeechModel::load(
-        Checkpoint::open(&dir).unwrap(),
-        &Default::default(),
-        WeightDtype::F32,
-    )
-    .unwrap()
-}
-
-fn clip(name: &str) -> Vec<f32> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/audio")
-        .join(format!("{name}.wav"));
-    let mut r = hound::WavReader::open(path).unwrap();
-    r.samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
+    fixtures::model(name, WeightDtype::F32)
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

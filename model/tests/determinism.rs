@@ -9,20 +9,9 @@
 //! that leaves different data in the thread-local scratch buffers, on pools of 1, 2 and 3
 //! threads, and compare every logit and embedding bit for bit.
 
-use std::path::Path;
-
 use burn::backend::Flex;
 use hark_model::{BackendKind, GenerateOptions, SpeechModel, Task, WeightsChoice};
-
-fn read_wav(name: &str) -> Vec<f32> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/audio")
-        .join(name);
-    let mut r = hound::WavReader::open(path).unwrap();
-    r.samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
-}
+use hark_testkit::fixtures;
 
 fn demo_model(choice: WeightsChoice) -> SpeechModel<Flex> {
     let ckpt = hark_model::embedded::default_checkpoint().expect("the embedded demo model");
@@ -59,8 +48,8 @@ fn fingerprint(model: &SpeechModel<Flex>, clip: &[f32]) -> (Vec<u32>, Vec<u32>) 
 
 fn repeatable(choice: WeightsChoice) {
     let model = demo_model(choice);
-    let clip = read_wav("numbers.wav");
-    let others = [read_wav("fox.wav"), read_wav("april.wav")];
+    let clip = fixtures::clip("numbers");
+    let others = [fixtures::clip("fox"), fixtures::clip("april")];
     let runs: usize = std::env::var("HARK_DETERMINISM_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -10,27 +10,13 @@
 //! flex rounds the activations and the product to f16 around each matmul), and the same greedy
 //! ids as with f32 weights.
 
-use std::path::{Path, PathBuf};
-
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use hark_model::speech::DumpTensors;
 use hark_model::{Checkpoint, GenerateOptions, SpeechModel, Task, WeightDtype};
+use hark_testkit::fixtures;
 use hark_testkit::similarity::Similarity;
 use safetensors::SafeTensors;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn read_wav(path: &Path) -> Vec<f32> {
-    let mut r = hound::WavReader::open(path).unwrap();
-    assert_eq!(r.spec().sample_rate, 16_000);
-    assert_eq!(r.spec().channels, 1);
-    r.samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
-}
 
 struct Golden {
     bytes: Vec<u8>,
@@ -38,7 +24,7 @@ struct Golden {
 
 impl Golden {
     fn load(model: &str, clip: &str) -> Self {
-        let path = fixtures().join(format!("golden/{model}/{clip}.safetensors"));
+        let path = fixtures::dir().join(format!("golden/{model}/{clip}.safetensors"));
         Self {
             bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
         }
@@ -153,7 +139,7 @@ fn check_clip(
 ) -> Vec<i64> {
     let golden = Golden::load(model_name, clip);
     let tag = format!("{model_name}/{clip}");
-    let samples = read_wav(&fixtures().join(format!("audio/{clip}.wav")));
+    let samples = fixtures::clip(clip);
     let max_new = golden.i64("generated_ids").len();
     let dump: DumpTensors = model.dump(&samples, &Task::default(), max_new).unwrap();
     let n_mels = model.mel.n_mels;
@@ -272,7 +258,7 @@ const CLIPS: [&str; 7] = [
 ];
 
 fn run_model(name: &str, weights: WeightDtype, tol: &Tolerance) {
-    let ckpt = Checkpoint::open(&fixtures().join(format!("models/{name}"))).unwrap();
+    let ckpt = Checkpoint::open(&fixtures::dir().join(format!("models/{name}"))).unwrap();
     let model = SpeechModel::<Flex>::load(ckpt, &Default::default(), weights).unwrap();
     for clip in CLIPS {
         check_clip(&model, name, clip, tol, DecoderInput::Chained);
@@ -282,7 +268,7 @@ fn run_model(name: &str, weights: WeightDtype, tol: &Tolerance) {
 /// The sampled checkpoints (`sampled-*`, drawn by `sampled_spec` in
 /// `tools/reference/make_fixtures.py`) and the clips each has references for.
 fn sampled_models() -> Vec<(String, Vec<String>)> {
-    let dir = fixtures().join("golden");
+    let dir = fixtures::dir().join("golden");
     let mut models: Vec<(String, Vec<String>)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -348,7 +334,7 @@ fn sampled_configs_match_reference() {
     let mut fed_back = Vec::new();
     for (name, clips) in &models {
         assert!(!clips.is_empty(), "{name}: no references");
-        let ckpt = Checkpoint::open(&fixtures().join(format!("models/{name}"))).unwrap();
+        let ckpt = Checkpoint::open(&fixtures::dir().join(format!("models/{name}"))).unwrap();
         let model = SpeechModel::<Flex>::load(ckpt, &Default::default(), WeightDtype::F32)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let placeholders = &model.config.text.placeholder_ids;

@@ -5,24 +5,15 @@
 //! the `sampled-*` fixture whose output contains a placeholder; this test pins the rule on
 //! every path's building blocks.
 
-use std::path::Path;
-
 use burn::backend::Flex;
 use hark_model::decoder::{Logits, Request};
 use hark_model::features::log_mel;
 use hark_model::nn::to_vec;
-use hark_model::{Checkpoint, SpeechModel, Task, WeightDtype};
+use hark_model::{SpeechModel, Task, WeightDtype};
+use hark_testkit::fixtures::{self, clip};
 
 fn model(name: &str) -> SpeechModel<Flex> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/models")
-        .join(name);
-    SpeechModel::load(
-        Checkpoint::open(&dir).unwrap(),
-        &Default::default(),
-        WeightDtype::F32,
-    )
-    .unwrap()
+    fixtures::model(name, WeightDtype::F32)
 }
 
 /// Exact equality, reported as the largest difference rather than two vocabulary-sized dumps.
@@ -35,16 +26,6 @@ fn assert_same(got: &[f32], want: &[f32], what: &str) {
         got.len() == want.len() && diff == 0.0,
         "{what}: logits differ (max |Δ| {diff})"
     );
-}
-
-fn clip(name: &str) -> Vec<f32> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/audio")
-        .join(format!("{name}.wav"));
-    let mut r = hound::WavReader::open(path).unwrap();
-    r.samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! max |Δ| ≤ 1e-3 × max |reference|, prompt ids identical, greedy ids identical while the
 //! reference top-2 margin exceeds 0.05.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::backend::Flex;
 use hark_model::checkpoint::{StoredFormat, TensorStore};
@@ -20,6 +20,7 @@ use hark_model::quant::GgmlType;
 use hark_model::speech::DumpTensors;
 use hark_model::weights::Matrix;
 use hark_model::{Checkpoint, LoadError, SpeechModel, Task, WeightDtype};
+use hark_testkit::fixtures;
 use hark_testkit::similarity::Similarity;
 use safetensors::SafeTensors;
 
@@ -28,27 +29,15 @@ const COSINE: f64 = 0.99999;
 const REL_MAX: f64 = 1e-3;
 const MARGIN: f32 = 0.05;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
 fn model_dir(name: &str) -> PathBuf {
-    fixtures().join("models").join(name)
-}
-
-fn read_wav(path: &Path) -> Vec<f32> {
-    let mut r = hound::WavReader::open(path).unwrap();
-    assert_eq!(r.spec().sample_rate, 16_000);
-    r.samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
+    fixtures::dir().join("models").join(name)
 }
 
 struct Golden(Vec<u8>);
 
 impl Golden {
     fn load(model: &str, clip: &str) -> Self {
-        let path = fixtures().join(format!("golden/{model}/{clip}.safetensors"));
+        let path = fixtures::dir().join(format!("golden/{model}/{clip}.safetensors"));
         Self(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
     }
     fn raw(&self, name: &str) -> (Vec<usize>, Vec<u8>) {
@@ -101,7 +90,7 @@ fn compare(stage: &str, got: &[f32], want: &[f32], n: usize) -> (f64, f64) {
 
 fn check_clip(model: &SpeechModel<Flex>, golden_name: &str, clip: &str) {
     let golden = Golden::load(golden_name, clip);
-    let samples = read_wav(&fixtures().join(format!("audio/{clip}.wav")));
+    let samples = fixtures::clip(clip);
     let want_ids = golden.i64("generated_ids");
     let dump: DumpTensors = model
         .dump(&samples, &Task::default(), want_ids.len())
@@ -709,7 +698,7 @@ fn gguf_model_runs_on_native_blocks() {
     )
     .unwrap();
     for clip in CLIPS {
-        let samples = read_wav(&fixtures().join(format!("audio/{clip}.wav")));
+        let samples = fixtures::clip(clip);
         let want = exact.dump(&samples, &Task::default(), 12).unwrap();
         let got = packed.dump(&samples, &Task::default(), 12).unwrap();
         let cosine = cosine(

@@ -14,23 +14,10 @@
 //! f16/bf16 bounds hold for everything, the q8 bound for the encoder output, and q4 is only
 //! reported.
 
-use std::path::{Path, PathBuf};
-
 use burn::backend::Flex;
 use hark_model::speech::DumpTensors;
 use hark_model::{Checkpoint, SpeechModel, Task, WeightDtype};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn read_wav(path: &Path) -> Vec<f32> {
-    let mut r = hound::WavReader::open(path).unwrap();
-    assert_eq!(r.spec().sample_rate, 16_000);
-    r.samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
-}
+use hark_testkit::fixtures;
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -82,7 +69,7 @@ fn dumps(model: &SpeechModel<Flex>) -> Vec<DumpTensors> {
     CLIPS
         .iter()
         .map(|clip| {
-            let samples = read_wav(&fixtures().join(format!("audio/{clip}.wav")));
+            let samples = fixtures::clip(clip);
             model.dump(&samples, &Task::default(), 24).unwrap()
         })
         .collect()
@@ -160,7 +147,7 @@ fn check(name: &str, quantized: Quantized, open: impl Fn() -> Checkpoint) {
 #[test]
 fn e2b_shaped_fixture_every_precision_tracks_f32() {
     check("e2b-shaped", Quantized::Q8EncoderOnly, || {
-        Checkpoint::open(&fixtures().join("models/e2b-shaped")).unwrap()
+        Checkpoint::open(&fixtures::dir().join("models/e2b-shaped")).unwrap()
     });
 }
 
