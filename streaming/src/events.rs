@@ -47,10 +47,20 @@ pub struct Final {
     pub text: String,
     /// Generated token ids (stop id excluded).
     pub token_ids: Vec<u32>,
+    /// Each of `token_ids` as text with its natural-log probability; their texts concatenate
+    /// to `text` (a leading space aside).
+    pub token_logprobs: Vec<TokenLogprob>,
     pub start: f64,
     pub end: f64,
     /// Why the segment closed.
     pub reason: FinalReason,
+}
+
+/// One generated token of a final: its text and the log-softmax of its logits row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
 }
 
 /// Why a segment was finalised.

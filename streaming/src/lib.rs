@@ -19,7 +19,7 @@ pub mod vad;
 
 pub use commit::Stability;
 pub use engine::{Engine, EngineConfig, Output, StreamLink};
-pub use events::{ErrorCode, Event, Final, FinalReason, Partial};
+pub use events::{ErrorCode, Event, Final, FinalReason, Partial, TokenLogprob};
 pub use stream::{Stream, StreamConfig, StreamError};
 
 #[cfg(feature = "earshot")]

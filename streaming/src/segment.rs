@@ -17,7 +17,8 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{ElementConversion, Tensor, backend::Backend};
 use hark_model::SpeechModel;
 use hark_model::decoder::{DecoderCache, Logits};
 use hark_model::encoder::EncoderState;
@@ -48,7 +49,7 @@ impl<B: Backend> Clone for DecoderExec<B> {
 }
 
 /// A decoded hypothesis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Hypothesis {
     /// Generated tokens, stop id excluded.
     pub tokens: Vec<u32>,
@@ -58,6 +59,9 @@ pub struct Hypothesis {
     pub accepted: usize,
     /// Tokens decoded one step at a time after the check.
     pub decoded: usize,
+    /// Natural-log probability of each of `tokens` (log-softmax of its logits row); filled
+    /// for finals only, empty for partials.
+    pub logprobs: Vec<f32>,
 }
 
 /// The per-stream prompt pieces, tokenized once.
@@ -216,12 +220,17 @@ impl<B: Backend> SegmentDecoder<B> {
     pub fn final_hypothesis(&mut self) -> Hypothesis {
         self.draft.clear();
         self.draft_stopped = false;
-        self.hypothesis(&[])
+        self.decode(&[], true)
     }
 
     /// Decode a hypothesis over the audio so far. `forced` tokens (the committed prefix) are
     /// taken as given; the rest of the previous hypothesis is verified in one pass.
     pub fn hypothesis(&mut self, forced: &[u32]) -> Hypothesis {
+        self.decode(forced, false)
+    }
+
+    /// [`Self::hypothesis`], with the tokens' log probabilities when `with_logprobs`.
+    fn decode(&mut self, forced: &[u32], with_logprobs: bool) -> Hypothesis {
         let model = self.model.clone();
         let _phase = self.phase();
         let audio_end = self.cache.len();
@@ -248,7 +257,8 @@ impl<B: Backend> SegmentDecoder<B> {
         let logits = self
             .forward(embeds, &input, Logits::Tail(rows))
             .expect("logits requested");
-        let predicted = model.argmax_rows(logits);
+        let predicted = model.argmax_rows(logits.clone());
+        let log_probs = with_logprobs.then(|| log_softmax(logits, 1));
         // predicted[i] is the model's choice for draft position i (i = draft.len(): after it).
         let mut accepted = 0;
         while accepted < draft.len()
@@ -258,6 +268,12 @@ impl<B: Backend> SegmentDecoder<B> {
         }
         let mut tokens = draft[..accepted].to_vec();
         let mut next = predicted[accepted];
+        let mut logprobs = Vec::new();
+        let mut next_logprob = 0.0;
+        if let Some(lp) = &log_probs {
+            logprobs = (0..accepted).map(|i| logprob_at(lp, i, draft[i])).collect();
+            next_logprob = logprob_at(lp, accepted, next);
+        }
         let mut stopped = false;
         let mut decoded = 0;
         if accepted == draft.len() && verify_stop && model.is_stop(next) {
@@ -273,6 +289,9 @@ impl<B: Backend> SegmentDecoder<B> {
                     break;
                 }
                 tokens.push(next);
+                if with_logprobs {
+                    logprobs.push(next_logprob);
+                }
                 if tokens.len() == budget {
                     break;
                 }
@@ -280,7 +299,10 @@ impl<B: Backend> SegmentDecoder<B> {
                 let logits = self
                     .forward(embeds, &[next], Logits::Last)
                     .expect("logits requested");
-                next = model.argmax_rows(logits)[0];
+                next = model.argmax_rows(logits.clone())[0];
+                if with_logprobs {
+                    next_logprob = logprob_at(&log_softmax(logits, 1), 0, next);
+                }
                 decoded += 1;
             }
         }
@@ -292,6 +314,17 @@ impl<B: Backend> SegmentDecoder<B> {
             stopped,
             accepted,
             decoded,
+            logprobs,
         }
     }
+}
+
+/// Entry `[row, id]` of a log-softmax'd logits tensor.
+fn logprob_at<B: Backend>(log_probs: &Tensor<B, 2>, row: usize, id: u32) -> f32 {
+    let id = id as usize;
+    log_probs
+        .clone()
+        .slice([row..row + 1, id..id + 1])
+        .into_scalar()
+        .elem::<f32>()
 }

@@ -9,7 +9,7 @@ use hark_model::{SAMPLE_RATE, SpeechModel, Task};
 use serde::Deserialize;
 
 use crate::commit::{CommitTracker, Stability};
-use crate::events::{ErrorCode, Event, Final, FinalReason, Partial};
+use crate::events::{ErrorCode, Event, Final, FinalReason, Partial, TokenLogprob};
 use crate::segment::{DecoderExec, PromptParts, SegmentDecoder};
 use crate::vad::{GateConfig, GateEvent, SpeechGate, VadError};
 
@@ -342,9 +342,27 @@ impl<B: Backend> Stream<B> {
         }
     }
 
+    /// Each token's text (what it adds to the decoded prefix, so the texts concatenate to the
+    /// transcript) with its log probability.
+    fn token_logprobs(&self, tokens: &[u32], logprobs: &[f32]) -> Vec<TokenLogprob> {
+        let mut prefix = String::new();
+        let mut out = Vec::with_capacity(tokens.len());
+        for (i, (&id, &logprob)) in tokens.iter().zip(logprobs).enumerate() {
+            let text = self.model.decode_text(&tokens[..=i]).unwrap_or_default();
+            let token = match text.strip_prefix(prefix.as_str()) {
+                Some(added) => added.to_owned(),
+                // A token that completes a multi-byte character changes the decoded prefix.
+                None => self.model.decode_text(&[id]).unwrap_or_default(),
+            };
+            prefix = text;
+            out.push(TokenLogprob { token, logprob });
+        }
+        out
+    }
+
     fn final_of(&self, seg: &mut OpenSegment<B>, reason: FinalReason, end: u64) -> Final {
-        let (tokens, text) = if seg.decoder.audio_tokens() == 0 {
-            (Vec::new(), String::new())
+        let (tokens, logprobs, text) = if seg.decoder.audio_tokens() == 0 {
+            (Vec::new(), Vec::new(), String::new())
         } else {
             // From the audio alone: the committed prefix of the partials is not forced, so
             // pacing and load (which decide what the partials committed) cannot change it.
@@ -360,12 +378,14 @@ impl<B: Backend> Stream<B> {
                     text.trim_start()
                 );
             }
-            (hyp.tokens, text)
+            let logprobs = self.token_logprobs(&hyp.tokens, &hyp.logprobs);
+            (hyp.tokens, logprobs, text)
         };
         Final {
             segment_id: seg.id,
             text,
             token_ids: tokens,
+            token_logprobs: logprobs,
             start: seconds(seg.start),
             end: seconds(end),
             reason,

@@ -65,6 +65,7 @@ impl Scripted {
             segment_id: self.segment,
             text: self.seen.to_string(),
             token_ids: Vec::new(),
+            token_logprobs: Vec::new(),
             start: 0.0,
             end: self.seen as f64 / 16_000.0,
             reason,

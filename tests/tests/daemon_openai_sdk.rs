@@ -122,6 +122,40 @@ fn check_item(events: &[Value], item_events: &[&str], speech: bool) -> (String, 
     (transcript, completed)
 }
 
+/// `logprobs` of the item's delta and `completed` (asked by `include`): one entry per token,
+/// each a log probability (≤ 0) with its token's UTF-8 bytes, the tokens spelling the
+/// transcript (a leading space aside).
+fn check_logprobs(events: &[Value], completed: &Value) {
+    let transcript = completed["transcript"].as_str().unwrap();
+    let item = &completed["item_id"];
+    let delta = events
+        .iter()
+        .find(|e| e["type"] == DELTA && &e["item_id"] == item)
+        .unwrap();
+    for event in [delta, completed] {
+        let logprobs = event["logprobs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no logprobs in {event}"));
+        assert!(!logprobs.is_empty(), "{event}");
+        let mut spelled = String::new();
+        for lp in logprobs {
+            let token = lp["token"].as_str().unwrap();
+            let logprob = lp["logprob"].as_f64().unwrap();
+            assert!(logprob <= 0.0 && logprob.is_finite(), "{lp}");
+            let bytes: Vec<u8> = lp["bytes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+                .collect();
+            assert_eq!(bytes, token.as_bytes(), "{lp}");
+            spelled.push_str(token);
+        }
+        assert_eq!(spelled.trim_start(), transcript, "{logprobs:?}");
+    }
+    assert_eq!(delta["logprobs"], completed["logprobs"]);
+}
+
 /// Event ids are unique and random-looking, not per-session counters.
 fn check_ids(events: &[Value]) {
     let mut seen = std::collections::HashSet::new();
@@ -162,8 +196,7 @@ fn the_sdk_transcribes_over_ga_realtime_with_server_vad() {
         true,
     );
     assert_words("numbers", &transcript);
-    // Requested logprobs are echoed in `include` but not sent yet (protocol README, §2.4).
-    assert!(completed.get("logprobs").is_none(), "{completed}");
+    check_logprobs(&events, &completed);
 
     // The binary frame and the empty commit got OpenAI-shaped errors; the session went on.
     let errors: Vec<&Value> = events.iter().filter(|e| e["type"] == "error").collect();
@@ -200,8 +233,9 @@ fn the_sdk_transcribes_over_beta_realtime_with_manual_commit() {
         updated["session"]["input_audio_transcription"]["model"],
         "gpt-4o-transcribe"
     );
-    let (transcript, _) = check_item(&events, &["conversation.item.created"], false);
+    let (transcript, completed) = check_item(&events, &["conversation.item.created"], false);
     assert_words("numbers", &transcript);
+    check_logprobs(&events, &completed);
     let last = events.last().unwrap();
     assert_eq!(last["type"], "error", "binary frame: {:?}", kinds(&events));
     assert_eq!(last["error"]["code"], "invalid_event");
@@ -224,10 +258,14 @@ fn the_sdk_sends_g711_mu_law_at_8_khz() {
         updated["session"]["audio"]["input"]["format"]["type"],
         "audio/pcmu"
     );
-    let (transcript, _) = check_item(
+    let (transcript, completed) = check_item(
         &events,
         &["conversation.item.added", "conversation.item.done"],
         false,
     );
     assert_words("numbers", &transcript);
+    // Without `include`, no logprobs.
+    assert!(completed.get("logprobs").is_none(), "{completed}");
+    let delta = events.iter().find(|e| e["type"] == DELTA).unwrap();
+    assert!(delta.get("logprobs").is_none(), "{delta}");
 }

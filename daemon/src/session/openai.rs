@@ -21,7 +21,7 @@ use futures_util::stream::SplitStream;
 use hark_audio_io::StreamConverter;
 use hark_model::Task;
 use hark_protocol::openai::{
-    ClientEvent, ErrorDetail, Item as ItemObject, ServerEvent, TranscriptionConfig,
+    ClientEvent, ErrorDetail, Item as ItemObject, LogProb, ServerEvent, TranscriptionConfig,
     TurnDetectionType, Usage, decode_audio_as, parse_client_event,
 };
 use hark_protocol::{ErrorCode, ProtocolError};
@@ -238,7 +238,8 @@ impl Dispatch for Realtime {
                         Some(item) => item.id,
                         None => self.item_id(),
                     };
-                    self.complete(id, String::new(), 0.0).await?;
+                    let logprobs = self.config.wants_logprobs().then(Vec::new);
+                    self.complete(id, String::new(), 0.0, logprobs).await?;
                 }
                 Ok(())
             }
@@ -648,7 +649,13 @@ impl Realtime {
                     self.uncommitted = self.samples.saturating_sub(end);
                 }
                 let usage = (f.end - f.start).max(0.0);
-                self.complete(id, f.text, usage).await
+                let logprobs = self.config.wants_logprobs().then(|| {
+                    f.token_logprobs
+                        .iter()
+                        .map(|t| LogProb::new(&t.token, f64::from(t.logprob)))
+                        .collect()
+                });
+                self.complete(id, f.text, usage, logprobs).await
             }
             Event::SpeechStopped { .. } => Ok(()),
             Event::Error { message, .. } => {
@@ -667,12 +674,14 @@ impl Realtime {
         }
     }
 
-    /// `committed`, the item events, the transcript as one delta, `completed`.
+    /// `committed`, the item events, the transcript as one delta, `completed`; `logprobs`
+    /// (when the session's `include` asks) go on both, as the delta carries every token.
     async fn complete(
         &mut self,
         item_id: String,
         transcript: String,
         usage_s: f64,
+        logprobs: Option<Vec<LogProb>>,
     ) -> Result<(), End> {
         let previous_item_id = self.previous_item.clone();
         let committed = ServerEvent::Committed {
@@ -710,7 +719,7 @@ impl Realtime {
                 item_id: item_id.clone(),
                 content_index: 0,
                 delta: transcript.clone(),
-                logprobs: None,
+                logprobs: logprobs.clone(),
             };
             self.send(event).await?;
         }
@@ -722,7 +731,7 @@ impl Realtime {
             usage: Usage::Duration {
                 seconds: (usage_s * 1000.0).round() / 1000.0,
             },
-            logprobs: None,
+            logprobs,
         };
         self.send(completed).await?;
         metrics::counter!(m::FINALS).increment(1);

@@ -87,7 +87,8 @@ pub struct SessionUpdate {
     /// Audio settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<AudioUpdate>,
-    /// Extra outputs (`item.input_audio_transcription.logprobs`); accepted and echoed.
+    /// Extra outputs (`item.input_audio_transcription.logprobs`: per-token log probabilities
+    /// on the transcription delta and `completed`).
     #[serde(
         default,
         deserialize_with = "double_option",
