@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use hark_model::speech::Timings;
+use hark_model::speech::{Timings, joined_text};
 use hark_model::{GenerateOptions, ModelError, SAMPLE_RATE, SpeechModel, Task, Transcript};
 use hark_streaming::StreamConfig;
 use hark_streaming::vad::speech_segments;
@@ -36,7 +36,7 @@ pub fn transcribe_recording<B: Backend>(
         let offset_s = piece.start as f64 / f64::from(SAMPLE_RATE);
         match model.transcribe(&samples[piece.clone()], task, opts) {
             Ok(part) => {
-                add_timings(&mut transcript.timings, &part.timings);
+                transcript.timings.add(&part.timings);
                 transcript
                     .spans
                     .extend(part.spans.into_iter().map(|mut span| {
@@ -52,22 +52,6 @@ pub fn transcribe_recording<B: Backend>(
         }
         progress(piece.end as f64 / f64::from(SAMPLE_RATE));
     }
-    transcript.text = transcript
-        .spans
-        .iter()
-        .map(|span| span.text.trim())
-        .filter(|text| !text.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    transcript.text = joined_text(&transcript.spans);
     Ok(transcript)
-}
-
-/// `part`'s stage times and token counts added to `total`.
-fn add_timings(total: &mut Timings, part: &Timings) {
-    total.features_ms += part.features_ms;
-    total.encoder_ms += part.encoder_ms;
-    total.prefill_ms += part.prefill_ms;
-    total.decode_ms += part.decode_ms;
-    total.prompt_tokens += part.prompt_tokens;
-    total.generated_tokens += part.generated_tokens;
 }

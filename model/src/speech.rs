@@ -82,7 +82,8 @@ pub struct Timings {
 }
 
 impl Timings {
-    fn add(&mut self, o: &Timings) {
+    /// Adds another pass's stage times and token counts.
+    pub fn add(&mut self, o: &Timings) {
         self.features_ms += o.features_ms;
         self.encoder_ms += o.encoder_ms;
         self.prefill_ms += o.prefill_ms;
@@ -395,12 +396,7 @@ impl<B: Backend> SpeechModel<B> {
                 stop: generation.stop,
             });
         }
-        let text = out
-            .iter()
-            .map(|s| s.text.as_str())
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let text = joined_text(&out);
         Ok(Transcript {
             text,
             spans: out,
@@ -542,6 +538,16 @@ fn packed_cache(store: &TensorStore, weights: Weights) -> Option<PackedCache> {
         &dir,
         &format!("{identity}; {}", weights.dtype),
     ))
+}
+
+/// The spans' texts joined by single spaces, empty spans skipped.
+pub fn joined_text(spans: &[SpanTranscript]) -> String {
+    spans
+        .iter()
+        .map(|s| s.text.trim())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -18,20 +18,11 @@ use burn::backend::Flex;
 use hark_model::speech::DumpTensors;
 use hark_model::{Checkpoint, SpeechModel, Task, WeightDtype};
 use hark_testkit::fixtures;
+use hark_testkit::similarity::Similarity;
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 && bb == 0.0 {
-        return 1.0;
-    }
-    ab / (aa.sqrt() * bb.sqrt())
+    Similarity::of(a, b).cosine
 }
 
 struct Bound {
