@@ -1,20 +1,13 @@
 //! The `harkd` binary's configuration handling and start-up, run as a process.
 
+mod common;
+
+use common::harkd;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn harkd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harkd"));
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("HARKD_") {
-            cmd.env_remove(var);
-        }
-    }
-    cmd
-}
 
 fn fixture_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/e2b-shaped")

@@ -3,20 +3,13 @@
 //! default < file < variable < flag; `--print-config` documents each one; the daemon README's
 //! settings table is the generated one.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::harkd;
 use hark_daemon::settings::{self, Kind, Setting};
-
-fn harkd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harkd"));
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("HARKD_") {
-            cmd.env_remove(var);
-        }
-    }
-    cmd
-}
 
 /// `harkd … --print-config`, parsed.
 fn printed(cmd: &mut Command) -> toml::Table {
